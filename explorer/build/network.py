@@ -1,0 +1,144 @@
+"""Spec → ``nn.Module``: one leaf module per layer, run in the spec's order.
+
+The module tree mirrors the layer names (``entry.block2.sep1.depthwise`` is
+``model.entry.block2.sep1.depthwise``), so a layer's name is its module path
+everywhere: in the cost table, the graph, the state dict and Captum's layer
+picker. The forward pass is a straight walk over the layers that frees each
+intermediate tensor after its last reader, as an eager forward would.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from explorer.build.modules import Add, Concat, Container, GlobalAvgPool, InputAffine
+from explorer.spec import INPUT, Layer, Spec, SpecError, param_count, spec_layers
+
+DEFAULT_MAX_WEIGHT_BYTES = 4 * 2**30
+MAX_WEIGHT_BYTES_ENV = "EXPLORER_MAX_WEIGHT_BYTES"
+
+
+def make_module(layer: Layer) -> nn.Module:
+    """The torch module for one layer (``nn.ReLU`` modules, never inplace)."""
+    cfg = layer.config
+    kind = layer.kind
+    if kind in ("conv", "depthwise", "pointwise", "grouped_conv"):
+        return nn.Conv2d(cfg["in_channels"], cfg["out_channels"], cfg["kernel"], cfg["stride"],
+                         cfg["padding"], groups=cfg["groups"], bias=cfg["bias"])
+    if kind == "batchnorm":
+        return nn.BatchNorm2d(cfg["channels"], eps=cfg["eps"])
+    if kind == "activation":
+        return nn.ELU() if cfg["fn"] == "elu" else nn.ReLU()
+    if kind == "pool":
+        if cfg["mode"] == "global_avg":
+            return GlobalAvgPool()
+        pool = nn.MaxPool2d if cfg["mode"] == "max" else nn.AvgPool2d
+        return pool(cfg["kernel"], cfg["stride"], cfg["padding"])
+    if kind == "add":
+        return Add()
+    if kind == "concat":
+        return Concat()
+    if kind == "linear":
+        return nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"])
+    if kind == "dropout":
+        return nn.Dropout(cfg["p"])
+    if kind == "affine":
+        return InputAffine(cfg["scale"], cfg["shift"])
+    raise ValueError(f"no module for layer kind '{kind}'")
+
+
+def _last_readers(layers: Sequence[Layer], training: bool) -> list[tuple[str, ...]]:
+    """For each layer, the tensors that no later (running) layer reads: free them after it."""
+    last: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        if training or not layer.train_only:
+            for name in layer.inputs:
+                last[name] = i
+    frees: list[list[str]] = [[] for _ in layers]
+    for name, i in last.items():
+        frees[i].append(name)
+    return [tuple(f) for f in frees]
+
+
+class SpecNet(nn.Module):
+    """A network built from a :class:`Spec`. In eval it returns logits; in training,
+    ``(logits, aux_logits)`` when the spec has an auxiliary head."""
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.layers: tuple[Layer, ...] = tuple(spec_layers(spec))
+        for layer in self.layers:
+            self._place(layer.name, make_module(layer))
+        # plain lists: the modules are registered through the tree above
+        self._run = [(self.get_submodule(layer.name), layer.name, layer.inputs, layer.train_only)
+                     for layer in self.layers]
+        self._frees = {mode: _last_readers(self.layers, mode) for mode in (False, True)}
+        main = [layer for layer in self.layers if not layer.train_only]
+        aux = [layer for layer in self.layers if layer.train_only]
+        self._output = main[-1].name
+        self._aux_output = aux[-1].name if aux else None
+
+    def _place(self, path: str, module: nn.Module) -> None:
+        parent: nn.Module = self
+        *heads, leaf = path.split(".")
+        for head in heads:
+            child = parent._modules.get(head)
+            if child is None:
+                child = Container()
+                parent.add_module(head, child)
+            parent = child
+        parent.add_module(leaf, module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        training = self.training
+        env: dict[str, torch.Tensor] = {INPUT: x}
+        del x
+        frees = self._frees[training]
+        for (module, name, inputs, train_only), free in zip(self._run, frees):
+            if train_only and not training:
+                continue
+            env[name] = module(*[env[i] for i in inputs])
+            for dead in free:
+                if dead != self._output and dead != self._aux_output:
+                    del env[dead]
+        if training and self._aux_output is not None:
+            return env[self._output], env[self._aux_output]
+        return env[self._output]
+
+
+def weight_bytes(spec: Spec, bytes_per_param: int = 4) -> int:
+    """Bytes the spec's parameters take, from the spec alone (nothing allocated)."""
+    return bytes_per_param * sum(param_count(layer) for layer in spec_layers(spec))
+
+
+def check_memory(spec: Spec, max_weight_bytes: int | None = None) -> None:
+    """Refuse a spec whose fp32 weights would exceed the limit (default 4 GiB or $EXPLORER_MAX_WEIGHT_BYTES)."""
+    limit = max_weight_bytes
+    if limit is None:
+        limit = int(os.environ.get(MAX_WEIGHT_BYTES_ENV, DEFAULT_MAX_WEIGHT_BYTES))
+    need = weight_bytes(spec)
+    if need > limit:
+        raise SpecError("blocks", f"the weights would take {need / 2**30:.2f} GiB, over the limit of "
+                                  f"{limit / 2**30:.2f} GiB (raise it with {MAX_WEIGHT_BYTES_ENV})")
+
+
+def build_model(spec: Spec, *, max_weight_bytes: int | None = None, seed: int | None = 0) -> SpecNet:
+    """Build ``spec`` as a :class:`SpecNet` in ``eval()`` mode.
+
+    Initialization is seeded (``seed=None`` leaves the global RNG alone), so the
+    same spec gives the same random network every time. The memory check runs
+    before anything is allocated.
+    """
+    check_memory(spec, max_weight_bytes)
+    if seed is None:
+        model = SpecNet(spec)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SpecNet(spec)
+    return model.eval()

@@ -1,0 +1,98 @@
+"""``python -m explorer ...``: the explorer's features from the command line.
+
+Every subcommand lives in a module with ``register(subparsers)``; its handler
+takes the parsed arguments and returns an exit code. An :class:`ExplorerError`
+(bad spec, knob, image, checkpoint) is printed as one line on stderr with exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Sequence
+
+from explorer.spec import (
+    KNOB_HELP,
+    ExplorerError,
+    Spec,
+    dump_yaml,
+    list_presets,
+    load_spec,
+    parse_assignments,
+)
+
+# Modules that add subcommands, in the order `--help` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "explorer.cli",
+)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, *, positional: bool = True) -> None:
+    """The common ``SPEC [--set k=v ...]`` arguments."""
+    if positional:
+        parser.add_argument("spec", metavar="SPEC", help=f"a preset ({', '.join(list_presets())}) or a YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KNOB=VALUE",
+                        help="apply a knob; repeatable. Knobs: " +
+                             "; ".join(f"{k}: {v}" for k, v in KNOB_HELP.items()))
+
+
+def resolve_spec(name: str, overrides: Sequence[str]) -> Spec:
+    """Load a spec and apply ``--set`` overrides."""
+    spec = load_spec(name)
+    knobs = parse_assignments(list(overrides))
+    return spec.with_overrides(**knobs) if knobs else spec
+
+
+def _presets(args: argparse.Namespace) -> int:
+    for name in list_presets():
+        spec = load_spec(name)
+        print(f"{name:16s} {spec.description}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    spec = resolve_spec(args.spec, args.overrides)
+    if args.format == "json":
+        print(json.dumps(spec.model_dump(mode="json"), indent=2))
+    else:
+        print(dump_yaml(spec), end="")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("presets", help="list the preset specs")
+    p.set_defaults(handler=_presets)
+    p = sub.add_parser("show", help="print a spec with its overrides applied")
+    add_spec_arguments(p)
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.set_defaults(handler=_show)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m explorer",
+        description="Xception Explorer: build, cost, draw, classify and explain depthwise separable networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ExplorerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `... | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

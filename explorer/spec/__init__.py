@@ -1,0 +1,13 @@
+"""Block specs: the schema, the presets, the knobs and shape propagation (no torch)."""
+
+from explorer.spec.errors import ExplorerError, SpecError
+from explorer.spec.io import dump_yaml, list_presets, load_spec, parse_spec
+from explorer.spec.knobs import KNOB_HELP, KNOBS, apply_knobs, knob_applies, parse_assignments
+from explorer.spec.layers import INPUT, Layer, param_count, spec_layers
+from explorer.spec.schema import Spec
+
+__all__ = [
+    "ExplorerError", "INPUT", "KNOBS", "KNOB_HELP", "Layer", "Spec", "SpecError", "apply_knobs", "dump_yaml",
+    "knob_applies", "list_presets", "load_spec", "param_count", "parse_assignments", "parse_spec",
+    "spec_layers",
+]

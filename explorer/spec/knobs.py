@@ -1,0 +1,168 @@
+"""Knobs: the paper's ablations and other whole-network changes, as spec overrides.
+
+``apply_knobs(spec, {"residual": False})`` returns a new, validated spec; the
+original is untouched. Values may be strings (``"false"``, ``"0.5"``) as typed
+on a command line. A knob that does not apply to the spec is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal, Mapping, Union
+
+import yaml
+from pydantic import Field, TypeAdapter, ValidationError
+from typing_extensions import Annotated
+
+from explorer.spec.errors import SpecError
+from explorer.spec.layers import spec_layers
+from explorer.spec.schema import Spec, block_paths
+
+_TYPES: dict[str, Any] = {
+    "residual": bool,
+    "mid_activation": Literal["none", "relu", "elu"],
+    "middle_repeats": Annotated[int, Field(ge=0, le=64)],
+    "width": Annotated[float, Field(gt=0, le=16)],
+    "segments": Union[Annotated[int, Field(ge=1)], Literal["depthwise"]],
+    "input_size": Annotated[int, Field(ge=1, le=4096)],
+    "num_classes": Annotated[int, Field(ge=1)],
+    "aux_logits": bool,
+}
+
+KNOBS: tuple[str, ...] = tuple(_TYPES)
+
+KNOB_HELP: dict[str, str] = {
+    "residual": "residual shortcuts of the Xception blocks on (true) or off (false)",
+    "mid_activation": "activation between depthwise and pointwise convs: none, relu or elu",
+    "middle_repeats": "number of middle-flow blocks",
+    "width": "channel multiplier for every conv",
+    "segments": "groups of every separable conv's spatial conv (1 = full conv, depthwise = one per channel)",
+    "input_size": "input height and width in pixels",
+    "num_classes": "classifier outputs",
+    "aux_logits": "Inception's auxiliary head on (true) or off (false)",
+}
+
+_SEPARABLE = ("xception", "sepconv")
+
+
+def coerce_knob(name: str, value: Any) -> Any:
+    """Validate one knob value (strings are read as YAML scalars)."""
+    if name not in _TYPES:
+        raise SpecError(name, f"unknown knob (known: {', '.join(KNOBS)})")
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            pass
+    try:
+        return TypeAdapter(_TYPES[name]).validate_python(value, strict=False)
+    except ValidationError as exc:
+        raise SpecError(name, f"bad value {value!r}: {exc.errors()[0]['msg']}") from None
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Read ``["residual=false", "width=0.5"]`` (the CLI's ``--set``) into knob values."""
+    knobs: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise SpecError("--set", f"expected KNOB=VALUE, got '{item}'")
+        knobs[name.strip()] = coerce_knob(name.strip(), value.strip())
+    return knobs
+
+
+def knob_applies(spec: Spec, name: str) -> bool:
+    """Whether ``name`` changes anything this spec can have."""
+    types = {b.type for b in spec.blocks}
+    return {
+        "residual": "xception" in types,
+        "mid_activation": bool(types & set(_SEPARABLE)),
+        "segments": bool(types & set(_SEPARABLE)),
+        "middle_repeats": any(b.flow == "middle" and b.repeat is not None for b in spec.blocks),
+        "aux_logits": "aux_head" in types,
+    }.get(name, name in _TYPES)
+
+
+def apply_knobs(spec: Spec, knobs: Mapping[str, Any]) -> Spec:
+    """A new spec with ``knobs`` applied; raises :class:`SpecError` on a bad or inapplicable knob."""
+    values = {name: coerce_knob(name, value) for name, value in knobs.items()}
+    for name in values:
+        if not knob_applies(spec, name):
+            raise SpecError(name, f"does not apply to spec '{spec.name}'")
+    data = spec.model_dump(mode="python")
+    for name, value in values.items():
+        _APPLY[name](spec, data, value)
+    from explorer.spec.io import parse_spec
+
+    return parse_spec(data)
+
+
+def _each(data: dict, types: tuple[str, ...]):
+    return (b for b in data["blocks"] if b["type"] in types)
+
+
+def _residual(spec: Spec, data: dict, on: bool) -> None:
+    if not on:
+        for b in _each(data, ("xception",)):
+            b["residual"] = "none"
+        return
+    # Turning shortcuts on: identity where the block keeps its shape, else a 1x1 projection.
+    first_in: dict[str, tuple[int, ...]] = {}
+    last_out: dict[str, tuple[int, ...]] = {}
+    for layer in spec_layers(spec):
+        first_in.setdefault(layer.block, layer.in_shape)
+        last_out[layer.block] = layer.out_shape
+    for block, b in zip(spec.blocks, data["blocks"]):
+        if b["type"] == "xception" and b["residual"] == "none":
+            keeps = all(first_in.get(p) == last_out.get(p) for p in block_paths(block))
+            b["residual"] = "identity" if keeps else "projection"
+
+
+def _set(field: str, types: tuple[str, ...], convert: Callable[[Any], Any] = lambda v: v):
+    def apply(spec: Spec, data: dict, value: Any) -> None:
+        for b in _each(data, types):
+            b[field] = convert(value)
+    return apply
+
+
+def _middle_repeats(spec: Spec, data: dict, n: int) -> None:
+    for b in data["blocks"]:
+        if b["flow"] == "middle" and b["repeat"] is not None:
+            b["repeat"] = n
+
+
+def _width(spec: Spec, data: dict, w: float) -> None:
+    def scale(c: int) -> int:
+        return max(1, int(round(c * w)))
+
+    for b in data["blocks"]:
+        if "out" in b:
+            b["out"] = scale(b["out"])
+        if b["type"] in ("xception", "aux_head"):
+            b["channels"] = type(b["channels"])(scale(c) for c in b["channels"])
+        for branch in b.get("branches", ()):
+            for step in branch:
+                for conv in [step] if step["op"] == "conv" else [c for p in step.get("paths", ()) for c in p]:
+                    conv["out"] = scale(conv["out"])
+
+
+def _top(field: str):
+    def apply(spec: Spec, data: dict, value: Any) -> None:
+        data[field] = value
+    return apply
+
+
+def _aux_logits(spec: Spec, data: dict, on: bool) -> None:
+    if not on:
+        data["blocks"] = [b for b in data["blocks"] if b["type"] != "aux_head"]
+
+
+_APPLY: dict[str, Callable[[Spec, dict, Any], None]] = {
+    "residual": _residual,
+    "mid_activation": _set("mid_activation", _SEPARABLE),
+    "middle_repeats": _middle_repeats,
+    "width": _width,
+    "segments": _set("segments", _SEPARABLE, lambda v: None if v == "depthwise" else v),
+    "input_size": _top("input_size"),
+    "num_classes": _top("num_classes"),
+    "aux_logits": _aux_logits,
+}
