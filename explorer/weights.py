@@ -169,3 +169,48 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"'{path.name}' holds no state dict of tensors")
     return dict(obj), {}
+
+
+# -- the explorer's own checkpoints ---------------------------------------------------------------
+# A safetensors file whose metadata holds the spec (YAML), the class names (JSON list) and any
+# extra string fields (accuracy, data set, command): the file alone rebuilds its network.
+
+def save_checkpoint(path: str | Path, model: nn.Module, spec, classes: list[str] | None = None,
+                    metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``model``'s state dict and ``spec`` (a :class:`explorer.spec.Spec`) as safetensors."""
+    import json
+
+    from safetensors.torch import save_file
+
+    meta = {"format": "xception-explorer/1", "spec": spec.to_yaml()}
+    if classes is not None:
+        meta["classes"] = json.dumps(list(classes))
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+               if not k.endswith("num_batches_tracked")}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` read: tensors, and the spec and classes when the file carries them."""
+
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    spec: object | None = None
+    classes: list[str] | None = None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint safely; a file written by :func:`save_checkpoint` also yields its spec."""
+    import json
+
+    from explorer.spec import parse_spec
+
+    state_dict, metadata = read_checkpoint(path)
+    spec = parse_spec(metadata["spec"]) if "spec" in metadata else None
+    classes = json.loads(metadata["classes"]) if "classes" in metadata else None
+    return Checkpoint(state_dict, metadata, spec, classes)

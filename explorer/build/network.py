@@ -10,13 +10,12 @@ intermediate tensor after its last reader, as an eager forward would.
 from __future__ import annotations
 
 import os
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from explorer.build.modules import Add, Concat, Container, GlobalAvgPool, InputAffine
 from explorer.spec import INPUT, Layer, Spec, SpecError, param_count, spec_layers
+from explorer.spec.layers import free_after
 
 DEFAULT_MAX_WEIGHT_BYTES = 4 * 2**30
 MAX_WEIGHT_BYTES_ENV = "EXPLORER_MAX_WEIGHT_BYTES"
@@ -51,19 +50,6 @@ def make_module(layer: Layer) -> nn.Module:
     raise ValueError(f"no module for layer kind '{kind}'")
 
 
-def _last_readers(layers: Sequence[Layer], training: bool) -> list[tuple[str, ...]]:
-    """For each layer, the tensors that no later (running) layer reads: free them after it."""
-    last: dict[str, int] = {}
-    for i, layer in enumerate(layers):
-        if training or not layer.train_only:
-            for name in layer.inputs:
-                last[name] = i
-    frees: list[list[str]] = [[] for _ in layers]
-    for name, i in last.items():
-        frees[i].append(name)
-    return [tuple(f) for f in frees]
-
-
 class SpecNet(nn.Module):
     """A network built from a :class:`Spec`. In eval it returns logits; in training,
     ``(logits, aux_logits)`` when the spec has an auxiliary head."""
@@ -77,7 +63,7 @@ class SpecNet(nn.Module):
         # plain lists: the modules are registered through the tree above
         self._run = [(self.get_submodule(layer.name), layer.name, layer.inputs, layer.train_only)
                      for layer in self.layers]
-        self._frees = {mode: _last_readers(self.layers, mode) for mode in (False, True)}
+        self._frees = {mode: free_after(self.layers, training=mode) for mode in (False, True)}
         main = [layer for layer in self.layers if not layer.train_only]
         aux = [layer for layer in self.layers if layer.train_only]
         self._output = main[-1].name

@@ -11,7 +11,7 @@ the cost model prices them, the graph draws them; no torch here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from explorer.spec.errors import SpecError
 from explorer.spec.schema import (
@@ -246,6 +246,23 @@ def _fmt(shape: Shape) -> str:
 def spec_layers(spec: Spec) -> list[Layer]:
     """Unroll ``spec`` into its layers in execution order; raise :class:`SpecError` if it cannot run."""
     return _Walker(spec).run()
+
+
+def free_after(layers: Sequence[Layer], *, training: bool = False) -> list[tuple[str, ...]]:
+    """For each layer, the tensors no later layer reads: an eager forward frees them after it.
+
+    In eval (``training=False``) the train-only layers (Inception's aux head) do
+    not run, so they keep nothing alive.
+    """
+    last: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        if training or not layer.train_only:
+            for name in layer.inputs:
+                last[name] = i
+    frees: list[list[str]] = [[] for _ in layers]
+    for name, i in last.items():
+        frees[i].append(name)
+    return [tuple(f) for f in frees]
 
 
 def iter_params(layer: Layer) -> Iterator[tuple[str, tuple[int, ...]]]:
