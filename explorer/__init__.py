@@ -17,6 +17,8 @@ _API = {
     "parse_spec": "explorer.spec",
     "list_presets": "explorer.spec",
     "build_model": "explorer.build",
+    "count_costs": "explorer.cost",
+    "build_graph": "explorer.graph",
     "convert_state_dict": "explorer.weights",
     "load_weights": "explorer.weights",
     "read_checkpoint": "explorer.weights",

@@ -27,6 +27,7 @@ from explorer.spec import (
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "explorer.cli",
+    "explorer.graph.cli",
 )
 
 

@@ -166,3 +166,31 @@ _APPLY: dict[str, Callable[[Spec, dict, Any], None]] = {
     "num_classes": _top("num_classes"),
     "aux_logits": _aux_logits,
 }
+
+
+def knob_values(spec: Spec) -> dict[str, Any]:
+    """The value each applicable knob has in ``spec`` as it stands (``width`` is 1.0 by definition).
+
+    A UI shows these as the controls' starting values; applying a knob with
+    the value shown here leaves the spec as it is.
+    """
+    values: dict[str, Any] = {"width": 1.0, "input_size": spec.input_size, "num_classes": spec.num_classes}
+    xception = [b for b in spec.blocks if b.type == "xception"]
+    separable = [b for b in spec.blocks if b.type in _SEPARABLE]
+    if xception:
+        values["residual"] = any(b.residual != "none" for b in xception)
+    if separable:
+        values["mid_activation"] = separable[0].mid_activation
+        values["segments"] = separable[0].segments or "depthwise"
+    middle = [b for b in spec.blocks if b.flow == "middle" and b.repeat is not None]
+    if middle:
+        values["middle_repeats"] = middle[0].repeat
+    if any(b.type == "aux_head" for b in spec.blocks):
+        values["aux_logits"] = True
+    return {k: values[k] for k in KNOBS if k in values}
+
+
+def changed_knobs(spec: Spec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The knobs in ``values`` that differ from what ``spec`` already has."""
+    current = knob_values(spec)
+    return {k: v for k, v in values.items() if k in current and coerce_knob(k, v) != current[k]}

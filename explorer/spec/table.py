@@ -1,0 +1,83 @@
+"""A spec's blocks as table rows and back: what the app's block editor edits.
+
+One row per block. The common fields have a column each; whatever else a
+block holds (an Inception module's branches, pool modes, ...) sits in the
+``more`` column as inline YAML. Lists are written "128, 128".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from explorer.spec.errors import SpecError
+from explorer.spec.io import parse_spec
+from explorer.spec.schema import Spec
+
+COLUMNS: tuple[str, ...] = ("name", "type", "flow", "repeat", "out", "channels", "kernel", "stride",
+                            "residual", "mid_activation", "segments", "more")
+_FIELDS = COLUMNS[4:-1]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
+def _parse_cell(column: str, value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if column in ("channels", "kernel", "stride") and "," in text:
+            return [_parse_cell(column, part) for part in text.split(",")]
+        loaded = yaml.safe_load(text)
+        return loaded
+    if isinstance(value, float) and value != value:  # NaN from an emptied numeric cell
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def spec_to_rows(spec: Spec) -> list[dict[str, Any]]:
+    """One dict per block with every column (None where a block has no such field)."""
+    rows = []
+    for block in spec.blocks:
+        data = block.model_dump(mode="json", exclude_defaults=True)
+        row: dict[str, Any] = {c: None for c in COLUMNS}
+        row.update(name=block.name, type=block.type, flow=block.flow, repeat=block.repeat)
+        for field in _FIELDS:
+            if field in data:
+                row[field] = _cell(data.pop(field))
+        rest = {k: v for k, v in data.items() if k not in ("name", "type", "flow", "repeat")}
+        row["more"] = yaml.safe_dump(rest, default_flow_style=True, width=10_000, sort_keys=False).strip() if rest else ""
+        rows.append(row)
+    return rows
+
+
+def spec_from_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
+    """A new spec with ``spec``'s top-level fields and the blocks in ``rows``; validated."""
+    blocks = []
+    for i, row in enumerate(rows):
+        block: dict[str, Any] = {}
+        for column in COLUMNS[:-1]:
+            value = _parse_cell(column, row.get(column))
+            if value is not None:
+                block[column] = value
+        more = row.get("more")
+        if isinstance(more, str) and more.strip():
+            try:
+                extra = yaml.safe_load(more)
+            except yaml.YAMLError as exc:
+                raise SpecError(f"blocks[{i}].more", f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+            if not isinstance(extra, dict):
+                raise SpecError(f"blocks[{i}].more", "must be a mapping such as {stride: 2}")
+            block.update(extra)
+        if block:
+            blocks.append(block)
+    data = spec.model_dump(mode="json", exclude={"blocks"})
+    data["blocks"] = blocks
+    return parse_spec(data)
