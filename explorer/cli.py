@@ -1,6 +1,7 @@
 """``python -m explorer ...``: the explorer's features from the command line.
 
-Every subcommand lives in a module with ``register(subparsers)``; its handler
+Every subcommand lives in a module with ``register(subparsers)`` (see
+``COMMANDS``); its handler
 takes the parsed arguments and returns an exit code. An :class:`ExplorerError`
 (bad spec, knob, image, checkpoint) is printed as one line on stderr with exit
 code 2, never a traceback.
@@ -24,11 +25,16 @@ from explorer.spec import (
     parse_assignments,
 )
 
-# Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "explorer.cli",
-    "explorer.graph.cli",
-)
+# Each command and the module whose ``register`` adds it, in the order ``--help`` lists them.
+# Only the module of the command being run is imported, so ``costs`` never loads torch.
+COMMANDS: dict[str, str] = {
+    "presets": "explorer.cli",
+    "show": "explorer.cli",
+    "costs": "explorer.cost.cli",
+    "diff": "explorer.cost.cli",
+    "whatif": "explorer.cost.cli",
+    "graph": "explorer.graph.cli",
+}
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser, *, positional: bool = True) -> None:
@@ -72,20 +78,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_show)
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for ``argv``: with a known command, only that command's module is loaded."""
     parser = argparse.ArgumentParser(
         prog="python -m explorer",
         description="Xception Explorer: build, cost, draw, classify and explain depthwise separable networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = make_parser(argv).parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except ExplorerError as exc:

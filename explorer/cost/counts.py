@@ -150,25 +150,29 @@ def peak_activation_bytes(layers: list[Layer], batch: int = 1, dtype_bytes: int 
 
     Walks the layers in execution order: each output is allocated while its
     inputs are still alive, and a tensor is freed after its last reader, as
-    the built network's forward does.
+    the built network's forward does. The input stays alive throughout: the
+    caller holds it for the whole call.
     """
-    size = {INPUT: _numel(layers[0].in_shape) * batch * dtype_bytes} if layers else {}
-    live = dict(size)
-    peak = sum(live.values())
+    if not layers:
+        return 0
+    live = {INPUT: _numel(layers[0].in_shape) * batch * dtype_bytes}
+    current = peak = live[INPUT]
     frees = free_after(layers, training=False)
     for layer, free in zip(layers, frees):
         if layer.train_only:
             continue
         live[layer.name] = _numel(layer.out_shape) * batch * dtype_bytes
-        peak = max(peak, sum(live.values()))
+        current += live[layer.name]
+        peak = max(peak, current)
         for name in free:
-            live.pop(name, None)
+            if name != INPUT and name in live:
+                current -= live.pop(name)
     return peak
 
 
 def count_costs(spec: Spec, batch: int = 1, dtype: str = "float32") -> CostReport:
     """Shape-propagate ``spec`` and price every layer; no model is built, no torch imported."""
-    if not isinstance(batch, int) or batch < 1:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise SpecError("--batch", f"must be a whole number of at least 1, got {batch!r}")
     if dtype not in DTYPE_BYTES:
         raise SpecError("--dtype", f"unknown dtype '{dtype}' (choose from {', '.join(DTYPE_BYTES)})")

@@ -1,0 +1,19 @@
+"""Numbers for people: 8.357 GMACs, 26.4 MiB. Shared by the CLI tables and the app."""
+
+from __future__ import annotations
+
+
+def si(value: float, unit: str = "", digits: int = 3) -> str:
+    """``si(8357403496, "MACs")`` → ``'8.357 GMACs'`` (powers of 1000)."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.{digits}f} {prefix}{unit}"
+    number = f"{value:.0f}" if float(value).is_integer() else f"{value:.{digits}g}"
+    return f"{number} {unit}".rstrip()
+
+
+def mib(nbytes: float) -> str:
+    """Bytes as MiB (GiB from 1 GiB on)."""
+    if abs(nbytes) >= 2**30:
+        return f"{nbytes / 2**30:,.2f} GiB"
+    return f"{nbytes / 2**20:,.1f} MiB"

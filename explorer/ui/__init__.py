@@ -1,0 +1,1 @@
+"""The Streamlit app: thin pages over the explorer package (the only place streamlit is imported)."""

@@ -1,0 +1,39 @@
+"""The flow graph on a page: level, colouring and collapsing controls over a cached figure."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from explorer.graph import build_graph, graph_figure
+from explorer.spec import Spec, parse_spec
+
+_SIZE = {"MACs": "macs", "parameters": "params", "nothing": None}
+
+
+@st.cache_data(max_entries=32, show_spinner="Drawing the graph…")
+def _figure(spec_yaml: str, level: str, size_by: str | None, collapse: bool) -> go.Figure:
+    graph = build_graph(parse_spec(spec_yaml), level=level, collapse_middle=collapse)
+    return graph_figure(graph, size_by=size_by)
+
+
+def flow_graph(spec: Spec, key: str, *, default_level: str = "block", selectable: bool = False) -> str | None:
+    """Draw ``spec``'s graph with its controls; return the clicked node's module path if ``selectable``."""
+    c1, c2, c3 = st.columns([1, 1, 1])
+    level = c1.segmented_control("Level", ["block", "layer"], default=default_level, key=f"{key}_level") \
+        or default_level
+    size = c2.segmented_control("Size by", list(_SIZE), default="MACs", key=f"{key}_size") or "MACs"
+    has_middle = any(b.flow == "middle" and b.repeat for b in spec.blocks)
+    collapse = c3.toggle("Collapse middle flow", value=False, key=f"{key}_collapse", disabled=not has_middle)
+    fig = _figure(spec.to_yaml(), level, _SIZE[size], collapse and has_middle)
+    if not selectable:
+        st.plotly_chart(fig, width="stretch", key=f"{key}_chart")
+        return None
+    event = st.plotly_chart(fig, width="stretch", key=f"{key}_chart", on_select="rerun",
+                            selection_mode="points")
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    for point in points:
+        data = point.get("customdata")
+        if data:
+            return data[0] if isinstance(data, (list, tuple)) else str(data)
+    return None

@@ -1,0 +1,142 @@
+"""AppTest over every page: the oracles are the built model and the cost model."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from explorer.build import build_model
+from explorer.cost import diff_specs
+from explorer.spec import load_spec
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGES = "explorer/ui/pages"
+TIMEOUT = 120  # torch imports and the first graph are slow on 2 shared cores
+
+
+def open_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def shown_params(at: AppTest) -> int:
+    return int(next(m.value for m in at.metric if m.label == "Parameters").replace(",", ""))
+
+
+def model_params(spec) -> int:
+    with torch.device("meta"):  # count without allocating
+        return sum(p.numel() for p in build_model(spec).parameters())
+
+
+def test_opens_on_xception_with_totals_graph_and_flows():
+    at = open_app()
+    assert shown_params(at) == model_params(load_spec("xception"))
+    assert next(m.value for m in at.metric if m.label == "MACs") == "8.357 G"
+    assert at.sidebar.selectbox[0].value == "xception"
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3  # the flow graph and the two per-flow charts
+
+
+def test_residual_off_changes_params_by_the_cost_models_delta():
+    at = open_app()
+    before = shown_params(at)
+    at.sidebar.toggle(key="knob_residual").set_value(False).run()
+    assert not at.exception
+    spec = load_spec("xception")
+    delta = diff_specs(spec, spec.with_overrides(residual=False)).totals["params"]
+    assert shown_params(at) - before == delta < 0
+    assert shown_params(at) == model_params(spec.with_overrides(residual=False))
+
+
+def test_invalid_yaml_shows_the_error_and_keeps_the_totals():
+    at = open_app()
+    before = shown_params(at)
+    area = at.text_area[0]
+    area.set_value(area.value.replace("channels: [256, 256]", "channels: [256, 256")).run()
+    at.button(key="apply_yaml").click().run()
+    assert any("YAML syntax error" in e.value for e in at.error)
+    assert shown_params(at) == before
+    at.text_area[0].set_value(load_spec("xception").to_yaml().replace("out: 32", "out: 0")).run()
+    at.button(key="apply_yaml").click().run()
+    assert any("entry.conv1" in e.value and "out" in e.value for e in at.error)
+    assert shown_params(at) == before
+
+
+def test_applied_table_edit_changes_the_network():
+    at = open_app()
+    editor = at.data_editor[0]
+    table = editor.value
+    row = int(table.index[table["name"] == "middle.block"][0])
+    at.session_state[editor.key] = {"edited_rows": {row: {"repeat": 3}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    at.button(key="apply_table").click().run()
+    assert not at.exception and not at.error
+    assert shown_params(at) == model_params(load_spec("xception").with_overrides(middle_repeats=3))
+    assert at.sidebar.selectbox[0].value == "edited"
+
+
+def test_uploaded_spec_file_becomes_the_network():
+    at = open_app()
+    text = load_spec("xception").with_overrides(width=0.5).to_yaml().encode()
+    at.file_uploader[0].upload("half.yaml", text, "application/x-yaml").run()
+    assert not at.exception
+    assert shown_params(at) == model_params(load_spec("xception").with_overrides(width=0.5))
+    assert at.sidebar.selectbox[0].value == "half.yaml"
+
+
+def test_preset_switch_and_page_switch_keep_session_state():
+    at = open_app()
+    at.sidebar.selectbox[0].select("inception_v3").run()
+    assert shown_params(at) == model_params(load_spec("inception_v3"))
+    at.sidebar.toggle(key="knob_aux_logits").set_value(False).run()
+    at.switch_page(f"{PAGES}/costs.py").run()
+    assert not at.exception
+    assert shown_params(at) == model_params(load_spec("inception_v3").with_overrides(aux_logits=False))
+
+
+def test_two_sessions_in_parallel_keep_their_own_specs():
+    def session(knob: str, value, expected):
+        at = open_app()
+        at.sidebar.toggle(key=knob).set_value(value).run() if isinstance(value, bool) else \
+            at.sidebar.number_input(key=knob).set_value(value).run()
+        for _ in range(2):  # rerun: the other session's changes must not leak in
+            at.run()
+        return shown_params(at), model_params(expected)
+
+    spec = load_spec("xception")
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(session, "knob_residual", False, spec.with_overrides(residual=False))
+        b = pool.submit(session, "knob_middle_repeats", 2, spec.with_overrides(middle_repeats=2))
+        (shown_a, want_a), (shown_b, want_b) = a.result(), b.result()
+    assert shown_a == want_a and shown_b == want_b and shown_a != shown_b
+
+
+def test_costs_page_table_whatif_and_compare():
+    at = open_app()
+    at.switch_page(f"{PAGES}/costs.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    spec = load_spec("xception")
+    assert len(table) == len([layer for layer in build_model(spec).layers if not layer.train_only])
+    assert {"MACs as built", "MACs with regular convs", "Separable / regular"} <= {m.label for m in at.metric}
+    at.button(key="pin").click().run()
+    at.sidebar.selectbox(key="knob_mid_activation").select("relu").run()
+    assert not at.exception
+    deltas = {m.label: m.delta for m in at.metric}
+    assert deltas["Parameters"] in (None, "")  # an activation adds no parameters
+    totals = next(d.value for d in at.dataframe if "B − A" in d.value.columns).set_index("")
+    assert totals.loc["element-wise ops", "B − A"].startswith("+")  # ... but more work
+    assert totals.loc["activation memory", "B − A"].startswith("+")  # ... and memory
+    assert any("34 layers added" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("page", ["classify.py", "lab.py"])
+def test_other_pages_render(page):
+    at = open_app()
+    at.switch_page(f"{PAGES}/{page}").run()
+    assert not at.exception
