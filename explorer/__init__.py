@@ -22,6 +22,7 @@ _API = {
     "convert_state_dict": "explorer.weights",
     "load_weights": "explorer.weights",
     "read_checkpoint": "explorer.weights",
+    "classify": "explorer.infer",
 }
 
 __all__ = sorted(_API)

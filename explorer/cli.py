@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "diff": "explorer.cost.cli",
     "whatif": "explorer.cost.cli",
     "graph": "explorer.graph.cli",
+    "classify": "explorer.infer.cli",
 }
 
 

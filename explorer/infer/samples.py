@@ -1,0 +1,73 @@
+"""The one-click sample photos in ``assets/samples/`` (from scikit-image's bundled data; see LICENSES.md)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A sample photo: file, what it shows, where it comes from and under which licence."""
+
+    file: str
+    caption: str
+    source: str
+    licence: str
+    skimage_file: str
+
+    @property
+    def path(self) -> Path:
+        return SAMPLES_DIR / self.file
+
+    @property
+    def name(self) -> str:
+        return Path(self.file).stem
+
+
+SAMPLES: tuple[Sample, ...] = (
+    Sample("cat.jpg", "Chelsea the cat (a tabby)", "scikit-image data.chelsea(), photo by Stefan van der Walt",
+           "CC0", "chelsea.png"),
+    Sample("coffee.jpg", "a cup of coffee", "scikit-image data.coffee(), photo by Rachel Michetti",
+           "CC0", "coffee.png"),
+    Sample("rocket.jpg", "Falcon 9 launching DSCOVR", "scikit-image data.rocket(), SpaceX Photos",
+           "public domain", "rocket.jpg"),
+    Sample("astronaut.jpg", "astronaut Eileen Collins", "scikit-image data.astronaut(), NASA",
+           "public domain", "astronaut.png"),
+)
+
+
+def list_samples() -> list[Sample]:
+    """The samples whose files are present, in display order."""
+    return [s for s in SAMPLES if s.path.is_file()]
+
+
+def sample_path(name: str) -> Path:
+    """The path of a sample by name (``cat``) or file name (``cat.jpg``)."""
+    for sample in list_samples():
+        if name in (sample.name, sample.file):
+            return sample.path
+    from explorer.infer.images import ImageError
+
+    raise ImageError(f"no sample named '{name}' (samples: {', '.join(s.name for s in list_samples())})")
+
+
+def write_samples(target: Path = SAMPLES_DIR) -> list[Path]:
+    """Recreate the sample JPEGs from the installed scikit-image's data folder."""
+    import skimage.data
+    from PIL import Image
+
+    source = Path(skimage.data.__file__).parent
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for sample in SAMPLES:
+        src, dst = source / sample.skimage_file, target / sample.file
+        if src.suffix.lower() in (".jpg", ".jpeg"):
+            shutil.copyfile(src, dst)
+        else:
+            Image.open(src).convert("RGB").save(dst, "JPEG", quality=90, optimize=True)
+        written.append(dst)
+    return written
