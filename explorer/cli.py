@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "whatif": "explorer.cost.cli",
     "graph": "explorer.graph.cli",
     "classify": "explorer.infer.cli",
+    "train": "explorer.lab.cli",
+    "ablate": "explorer.lab.cli",
 }
 
 

@@ -1,0 +1,361 @@
+"""Ablations: train every variant of a spec over several seeds and compare the curves.
+
+The variants are the cartesian product of the ``--vary`` lists
+(``residual=true,false`` × ``mid_activation=none,relu,elu`` is six variants),
+each trained once per seed with the same recipe and the same data (all the
+variants with the first seed, then all with the next, ...). The
+results are kept as plain data (:class:`AblationResult`), written as JSON and
+CSV after every run (a long ablation that is stopped keeps what it finished),
+and drawn like the paper's Figures 9 and 10: one colour per variant, the mean
+over seeds as a line and mean ± standard deviation (sample, ``ddof=1``) as a band.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from explorer.lab.data import ImageData, load_data
+from explorer.lab.figures import ABLATION_METRICS, ablation_figure
+from explorer.lab.train import EpochStats, Progress, TrainConfig, train
+from explorer.spec import Spec, SpecError
+from explorer.spec.errors import ExplorerError
+from explorer.spec.knobs import coerce_knob
+
+FORMAT = "xception-explorer-ablation/1"
+FILES = {"json": "ablation.json", "runs": "runs.csv", "summary": "summary.csv",
+         "html": "curves.html", "png": "curves.png"}
+
+
+class AblationError(ExplorerError, ValueError):
+    """Saved results that cannot be read, or data that does not fit a variant."""
+
+
+def _fmt(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One combination of knob values."""
+
+    knobs: tuple[tuple[str, Any], ...]
+
+    @property
+    def label(self) -> str:
+        """``residual=true, mid_activation=none`` (``base`` when nothing varies)."""
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.knobs) or "base"
+
+    def apply(self, spec: Spec) -> Spec:
+        """The spec with this variant's knobs."""
+        return spec.with_overrides(**dict(self.knobs)) if self.knobs else spec
+
+
+def parse_vary(items: Sequence[str]) -> list[tuple[str, list[Any]]]:
+    """Read ``["residual=true,false", "mid_activation=none,relu"]`` into knob names and their values."""
+    vary: list[tuple[str, list[Any]]] = []
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not values.strip():
+            raise SpecError("--vary", f"expected KNOB=V1,V2,..., got '{item}'")
+        if name in (n for n, _ in vary):
+            raise SpecError("--vary", f"'{name}' is varied twice: give all its values in one --vary")
+        parsed = [coerce_knob(name, v.strip()) for v in values.split(",") if v.strip()]
+        if len(set(map(repr, parsed))) != len(parsed):
+            raise SpecError("--vary", f"'{name}' lists a value twice")
+        vary.append((name, parsed))
+    return vary
+
+
+def make_variants(vary: Sequence[tuple[str, Sequence[Any]]]) -> list[Variant]:
+    """The cartesian product of the varied knobs, in the order given (first knob slowest)."""
+    names = [n for n, _ in vary]
+    return [Variant(tuple(zip(names, combo))) for combo in itertools.product(*(v for _, v in vary))]
+
+
+@dataclass
+class RunRecord:
+    """One variant trained with one seed."""
+
+    variant: str
+    knobs: dict[str, Any]
+    seed: int
+    history: list[EpochStats]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def final(self, metric: str = "test_acc") -> float:
+        """The metric after the last epoch (NaN for an empty run)."""
+        return getattr(self.history[-1], metric) if self.history else math.nan
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON)."""
+        return {"variant": self.variant, "knobs": self.knobs, "seed": self.seed, "seconds": self.seconds,
+                "notes": self.notes, "history": [h.to_dict() for h in self.history]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunRecord":
+        """Read :meth:`to_dict`'s output."""
+        return cls(data["variant"], dict(data["knobs"]), int(data["seed"]),
+                   [EpochStats(**h) for h in data["history"]], float(data["seconds"]), list(data.get("notes", [])))
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """A variant's final numbers over its seeds (std: sample standard deviation, 0 for one seed)."""
+
+    variant: str
+    knobs: dict[str, Any]
+    seeds: int
+    epochs: int
+    test_acc_mean: float
+    test_acc_std: float
+    test_loss_mean: float
+    test_loss_std: float
+    train_loss_mean: float
+    best_test_acc_mean: float
+    seconds_mean: float
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+@dataclass
+class AblationResult:
+    """Everything an ablation produced, as plain data (JSON round-trips)."""
+
+    spec_name: str
+    spec_yaml: str
+    data: str
+    vary: list[tuple[str, list[Any]]]
+    seeds: list[int]
+    config: dict[str, Any]
+    runs: list[RunRecord] = field(default_factory=list)
+    command: str | None = None
+    notes: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    def variants(self) -> list[str]:
+        """Variant labels in the order they were planned (product order)."""
+        planned = [v.label for v in make_variants(self.vary)]
+        return planned + [r.variant for r in self.runs if r.variant not in planned]
+
+    def runs_of(self, variant: str) -> list[RunRecord]:
+        """The variant's finished runs (one per seed)."""
+        return [r for r in self.runs if r.variant == variant and r.history]
+
+    def summary(self) -> list[SummaryRow]:
+        """One row per variant that has finished runs."""
+        rows = []
+        for label in self.variants():
+            runs = self.runs_of(label)
+            if not runs:
+                continue
+            acc = _mean_std([r.final("test_acc") for r in runs])
+            loss = _mean_std([r.final("test_loss") for r in runs])
+            rows.append(SummaryRow(
+                label, runs[0].knobs, len(runs), min(len(r.history) for r in runs), *acc, *loss,
+                statistics.fmean(r.final("train_loss") for r in runs),
+                statistics.fmean(max(h.test_acc for h in r.history) for r in runs),
+                statistics.fmean(r.seconds for r in runs)))
+        return rows
+
+    def mean_curve(self, variant: str, metric: str) -> tuple[list[int], list[float], list[float]]:
+        """(epochs, mean, std) of ``metric`` over the variant's seeds, up to the shortest run."""
+        runs = self.runs_of(variant)
+        if not runs:
+            return [], [], []
+        n = min(len(r.history) for r in runs)
+        columns = [[getattr(r.history[e], metric) for r in runs] for e in range(n)]
+        stats = [_mean_std(c) for c in columns]
+        return list(range(1, n + 1)), [m for m, _ in stats], [s for _, s in stats]
+
+    def to_dict(self) -> dict:
+        """Plain data (what ``ablation.json`` holds), the summary included."""
+        return {"format": FORMAT, "spec_name": self.spec_name, "spec": self.spec_yaml, "data": self.data,
+                "vary": [[k, v] for k, v in self.vary], "seeds": self.seeds, "config": self.config,
+                "command": self.command, "notes": self.notes, "stopped": self.stopped,
+                "summary": [asdict(r) for r in self.summary()], "runs": [r.to_dict() for r in self.runs]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AblationResult":
+        """Read :meth:`to_dict`'s output; :class:`AblationError` if it is something else."""
+        if data.get("format") != FORMAT:
+            raise AblationError(f"not an ablation result (format {data.get('format')!r}, expected {FORMAT})")
+        return cls(data["spec_name"], data["spec"], data["data"], [(k, list(v)) for k, v in data["vary"]],
+                   list(data["seeds"]), dict(data["config"]), [RunRecord.from_dict(r) for r in data["runs"]],
+                   data.get("command"), list(data.get("notes", [])), bool(data.get("stopped", False)))
+
+
+@dataclass(frozen=True)
+class AblationProgress:
+    """What the ablation's callback gets: the run in progress and its training progress."""
+
+    run: int
+    runs: int
+    variant: str
+    seed: int
+    train: Progress
+    result: AblationResult
+
+    @property
+    def fraction(self) -> float:
+        """Share of the whole ablation done, 0..1."""
+        return min(1.0, (self.run - 1 + self.train.fraction) / self.runs)
+
+
+AblationProgressFn = Callable[[AblationProgress], "bool | None"]
+
+
+def run_ablation(spec: Spec, data: ImageData | str, vary: Sequence[tuple[str, Sequence[Any]]], *,
+                 seeds: Sequence[int] = (0, 1, 2), config: TrainConfig = TrainConfig(),
+                 on_progress: AblationProgressFn | None = None, out_dir: str | Path | None = None,
+                 limit: int | None = None, command: str | None = None) -> AblationResult:
+    """Train each variant of ``spec`` once per seed; return (and, with ``out_dir``, keep writing) the results.
+
+    ``data`` is a loaded data set, or a source (``"digits"`` or a folder) loaded
+    for each input size the variants need. Every variant's spec is validated
+    before anything trains. ``on_progress`` returning ``False`` (or Ctrl-C) stops the ablation:
+    the finished runs are kept, the unfinished one is dropped, ``result.stopped`` is set.
+    """
+    variants = make_variants(vary)
+    specs = [(v, v.apply(spec)) for v in variants]  # a bad knob fails here, before any training
+    cache: dict[tuple[int, int], ImageData] = {}
+
+    def data_for(s: Spec) -> ImageData:
+        if isinstance(data, ImageData):
+            if data.input_size != s.input_size:
+                raise AblationError(f"a variant takes {s.input_size} px but the data was loaded at "
+                                              f"{data.input_size} px: pass the data source instead")
+            return data
+        key = (s.input_size, s.in_channels)
+        if key not in cache:
+            cache[key] = load_data(data, input_size=s.input_size, in_channels=s.in_channels, limit=limit)
+        return cache[key]
+
+    first = data_for(specs[0][1])
+    result = AblationResult(spec.name, spec.to_yaml(), first.describe(), [(k, list(v)) for k, v in vary],
+                            list(seeds), config.to_dict(), command=command, notes=list(first.notes))
+    runs = len(specs) * len(seeds)
+    index = 0
+    stopped = False
+    try:
+        for seed in seeds:  # seeds outermost: an ablation stopped early still has every variant
+            for variant, variant_spec in specs:
+                index += 1
+
+                def relay(p: Progress, run=index, label=variant.label, seed=seed) -> bool | None:
+                    if on_progress is None:
+                        return None
+                    return on_progress(AblationProgress(run, runs, label, seed, p, result))
+
+                trained = train(variant_spec, data_for(variant_spec), replace(config, seed=seed),
+                                on_progress=relay)
+                if trained.stopped:
+                    stopped = True
+                    break
+                result.runs.append(RunRecord(variant.label, {k: v for k, v in variant.knobs}, seed,
+                                             trained.history, trained.history[-1].elapsed, trained.notes))
+                if out_dir is not None:
+                    write_tables(result, out_dir)
+            if stopped:
+                break
+    except KeyboardInterrupt:  # Ctrl-C on the command line: keep what finished
+        stopped = True
+    if not stopped:
+        return result
+    result.stopped = True
+    result.notes.append(f"stopped after {len(result.runs)} of {runs} runs (an unfinished run is dropped)")
+    if out_dir is not None:
+        write_tables(result, out_dir)
+    return result
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+def write_tables(result: AblationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``ablation.json``, ``runs.csv`` (one row per run and epoch) and ``summary.csv``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    knobs = [k for k, _ in result.vary]
+    paths = {key: out / FILES[key] for key in ("json", "runs", "summary")}
+    paths["json"].write_text(json.dumps(result.to_dict(), indent=1))
+    fields = list(EpochStats.__dataclass_fields__)
+    with paths["runs"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["variant", *knobs, "seed", *fields])
+        for run in result.runs:
+            for h in run.history:
+                writer.writerow([run.variant, *(_fmt(run.knobs.get(k)) for k in knobs), run.seed,
+                                 *(getattr(h, name) for name in fields)])
+    with paths["summary"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        columns = [c for c in SummaryRow.__dataclass_fields__ if c not in ("variant", "knobs")]
+        writer.writerow(["variant", *knobs, *columns])
+        for row in result.summary():
+            writer.writerow([row.variant, *(_fmt(row.knobs.get(k)) for k in knobs),
+                             *(getattr(row, c) for c in columns)])
+    return paths
+
+
+def write_results(result: AblationResult, out_dir: str | Path, *, png: bool = True,
+                  metrics: Sequence[str] = ABLATION_METRICS) -> tuple[dict[str, Path], list[str]]:
+    """Write the tables and the figure (HTML, and PNG through kaleido when it works).
+
+    Returns the paths written and notes (e.g. why no PNG was written).
+    """
+    paths = write_tables(result, out_dir)
+    figure = ablation_figure(result, metrics)
+    paths["html"] = Path(out_dir) / FILES["html"]
+    figure.write_html(str(paths["html"]), include_plotlyjs="cdn")
+    notes: list[str] = []
+    if png:
+        target = Path(out_dir) / FILES["png"]
+        try:
+            figure.write_image(str(target), width=400 + 450 * len(metrics), height=560, scale=2)
+            paths["png"] = target
+        except Exception as exc:  # noqa: BLE001 - kaleido fails in many ways without a browser
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            notes.append(f"no PNG written (plotly's image export failed: {first})")
+    return paths, notes
+
+
+def load_ablation(path: str | Path) -> AblationResult:
+    """Read an ablation's ``ablation.json`` (or the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILES["json"]
+    if not path.is_file():
+        raise AblationError(f"no ablation results at '{path}'")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AblationError(f"cannot read '{path}': {exc}") from None
+    return AblationResult.from_dict(data)
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+def summary_markdown(result: AblationResult) -> str:
+    """The final numbers as a Markdown table (accuracies in %, mean ± std over seeds)."""
+    knobs = [k for k, _ in result.vary]
+    head = [*(knobs or ["variant"]), "seeds", "epochs", "final test accuracy", "best test accuracy",
+            "final test loss", "final train loss", "time per run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in result.summary():
+        cells = [_fmt(row.knobs[k]) for k in knobs] or [row.variant]
+        cells += [str(row.seeds), str(row.epochs), f"{100 * row.test_acc_mean:.2f} ± {100 * row.test_acc_std:.2f} %",
+                  f"{100 * row.best_test_acc_mean:.2f} %", f"{row.test_loss_mean:.4f} ± {row.test_loss_std:.4f}",
+                  f"{row.train_loss_mean:.4f}", f"{row.seconds_mean:.0f} s"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""Training a spec on an :class:`~explorer.lab.data.ImageData`: a plain, seeded PyTorch loop.
+
+The same seed gives the same curves: the seed fixes the initial weights
+(``build_model(spec, seed=...)``) and the order of the batches; nothing else
+draws random numbers. The network trains in ``train()`` and is evaluated in
+``eval()`` after every epoch; an Inception spec's ``(logits, aux)`` output in
+training adds the auxiliary loss with weight 0.4 (as torchvision's recipe).
+Progress goes to a callback (a progress bar, live curves); returning
+``False`` from it stops the run after the current batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from explorer.build import SpecNet, build_model
+from explorer.lab.data import DataError, ImageData, to_model_input
+from explorer.spec import Spec
+from explorer.spec.errors import ExplorerError
+
+AUX_WEIGHT = 0.4
+
+
+class TrainError(ExplorerError, ValueError):
+    """A training setting that cannot work (epochs, batch size, learning rate)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The recipe: AdamW with a per-step cosine decay of the learning rate to zero."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        """Raise :class:`TrainError` on a setting that cannot work."""
+        if self.epochs < 1:
+            raise TrainError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise TrainError(f"batch size must be at least 2 (batch norm needs two samples), got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainError(f"learning rate must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise TrainError(f"weight decay must not be negative, got {self.weight_decay}")
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch's numbers: losses are mean cross-entropy per image, accuracies fractions."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float
+    elapsed: float
+    lr: float
+
+    def to_dict(self) -> dict:
+        """Plain data (JSON)."""
+        return asdict(self)
+
+
+METRICS: dict[str, str] = {
+    "train_loss": "training loss", "train_acc": "training accuracy",
+    "test_loss": "test loss", "test_acc": "test accuracy",
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the callback gets: after every batch (``phase="train"``) and every epoch (``"epoch"``)."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+    history: tuple[EpochStats, ...]
+
+    @property
+    def fraction(self) -> float:
+        """Share of the run done, 0..1 (for a progress bar)."""
+        return min(1.0, ((self.epoch - 1) + self.batch / max(1, self.batches)) / self.epochs)
+
+
+ProgressFn = Callable[[Progress], "bool | None"]
+
+
+@dataclass
+class TrainResult:
+    """A trained network (on the CPU, in ``eval()``) with its curves."""
+
+    model: SpecNet
+    spec: Spec
+    classes: tuple[str, ...]
+    config: TrainConfig
+    history: list[EpochStats]
+    device: str
+    notes: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def test_accuracy(self) -> float:
+        """Test accuracy after the last epoch."""
+        return self.history[-1].test_acc if self.history else float("nan")
+
+
+def fit_spec_to_data(spec: Spec, data: ImageData, *, strict: bool = False) -> tuple[Spec, list[str]]:
+    """The spec with ``num_classes`` equal to the data's class count, and a note if it changed.
+
+    ``strict=True`` (the user set ``num_classes`` on purpose) makes a mismatch a :class:`DataError`.
+    The input size and channels must already match (the data was loaded for the spec).
+    """
+    if data.input_size != spec.input_size:
+        raise DataError(f"the data was prepared at {data.input_size} px but the spec takes {spec.input_size} px")
+    n = len(data.classes)
+    if spec.num_classes == n:
+        return spec, []
+    if strict:
+        raise DataError(f"num_classes is {spec.num_classes} but the data has {n} classes")
+    return spec.with_overrides(num_classes=n), [
+        f"num_classes set to {n} from the data (the spec had {spec.num_classes})"]
+
+
+def batches(n: int, size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Index batches over ``range(n)``: shuffled with ``generator``, else in order. A final batch of a
+    single image is dropped when shuffling (batch norm cannot train on one sample)."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, size):
+        index = order[start:start + size]
+        if generator is not None and len(index) < 2:
+            break
+        yield index
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, in_channels: int,
+             device: torch.device | str = "cpu", batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (put in ``eval()``) on uint8 images ``x``."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for index in batches(len(y), batch_size):
+            inputs = to_model_input(x[index].to(device), in_channels)
+            target = y[index].to(device)
+            logits = model(inputs)
+            loss_sum += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+            correct += int((logits.argmax(1) == target).sum())
+    n = max(1, len(y))
+    return loss_sum / n, correct / n
+
+
+def predict(model: nn.Module, x: torch.Tensor, *, in_channels: int, device: torch.device | str = "cpu",
+            batch_size: int = 256) -> torch.Tensor:
+    """Logits (float32, CPU) of ``model`` in ``eval()`` on uint8 images ``x``."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for index in batches(len(x), batch_size):
+            out.append(model(to_model_input(x[index].to(device), in_channels)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
+          on_progress: ProgressFn | None = None, strict_classes: bool = False) -> TrainResult:
+    """Train ``spec`` on ``data`` and return the network and its per-epoch curves.
+
+    ``num_classes`` follows the data (noted in ``result.notes``) unless
+    ``strict_classes``. ``on_progress`` is called after every batch and every
+    epoch; if it returns ``False`` the run stops (``result.stopped``).
+    """
+    from explorer.infer.device import resolve_device
+
+    config.check()
+    spec, notes = fit_spec_to_data(spec, data, strict=strict_classes)
+    if len(data.train_y) < 2:
+        raise DataError(f"at least two training images are needed, the data has {len(data.train_y)}")
+    device = resolve_device(config.device)
+    model = build_model(spec, seed=config.seed).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    n = len(data.train_y)
+    per_epoch = sum(1 for _ in batches(n, config.batch_size, torch.Generator().manual_seed(0)))
+    total_steps = per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    order = torch.Generator().manual_seed(config.seed)
+    history: list[EpochStats] = []
+    stopped = False
+    start = time.perf_counter()
+    in_ch = spec.in_channels
+    with _deterministic(device):
+        for epoch in range(1, config.epochs + 1):
+            tick = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step, index in enumerate(batches(n, config.batch_size, order), 1):
+                inputs = to_model_input(data.train_x[index].to(device), in_ch)
+                target = data.train_y[index].to(device)
+                out = model(inputs)
+                logits, aux = out if isinstance(out, tuple) else (out, None)
+                loss = nn.functional.cross_entropy(logits, target)
+                total = loss + AUX_WEIGHT * nn.functional.cross_entropy(aux, target) if aux is not None else loss
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(index)
+                correct += int((logits.detach().argmax(1) == target).sum())
+                seen += len(index)
+                if on_progress and on_progress(Progress("train", epoch, config.epochs, step, per_epoch,
+                                                        loss.item(), tuple(history))) is False:
+                    stopped = True
+                    break
+            test_loss, test_acc = evaluate(model, data.test_x, data.test_y, in_channels=in_ch, device=device)
+            now = time.perf_counter()
+            history.append(EpochStats(epoch, loss_sum / seen, correct / seen, test_loss, test_acc,
+                                      now - tick, now - start, lr))
+            if stopped:
+                break
+            if on_progress and on_progress(Progress("epoch", epoch, config.epochs, per_epoch, per_epoch,
+                                                    history[-1].train_loss, tuple(history))) is False:
+                stopped = epoch < config.epochs
+                break
+    model = model.cpu().eval()
+    return TrainResult(model, spec, data.classes, config, history, str(device), notes + list(data.notes), stopped)
