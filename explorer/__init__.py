@@ -23,6 +23,7 @@ _API = {
     "load_weights": "explorer.weights",
     "read_checkpoint": "explorer.weights",
     "classify": "explorer.infer",
+    "explain": "explorer.explain",
 }
 
 __all__ = sorted(_API)

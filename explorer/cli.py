@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "whatif": "explorer.cost.cli",
     "graph": "explorer.graph.cli",
     "classify": "explorer.infer.cli",
+    "explain": "explorer.explain.cli",
     "train": "explorer.lab.cli",
     "ablate": "explorer.lab.cli",
 }

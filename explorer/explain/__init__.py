@@ -1,0 +1,88 @@
+"""Explain predictions with Captum: which pixels made the network say what it said.
+
+``explain(image, "xception", weights="imagenet", method="ig")`` is the one
+call; ``explain_tensor(model, x, method)`` is the core on a built model and a
+preprocessed tensor. One method per module (``saliency``, ``ig``,
+``smoothgrad``, ``guided-backprop``, ``gradcam``, ``guided-gradcam``,
+``occlusion``); the views (:mod:`explorer.explain.views`) draw maps over the
+image on one shared colour scale and export PNG and ``.npy``. No Streamlit here.
+"""
+
+import sys as _sys
+import types as _types
+
+# the methods register themselves on import (listed in base.ORDER)
+from explorer.explain import (  # noqa: F401
+    gradcam,
+    guided_backprop,
+    guided_gradcam,
+    integrated_gradients,
+    occlusion,
+    saliency,
+    smoothgrad,
+)
+from explorer.explain.api import explain, load_for_explain
+from explorer.explain.base import METHODS, SIGNS, Job, Method, get_method, method_names
+from explorer.explain.core import explain_tensor
+from explorer.explain.errors import EmptyMapError, ExplainError
+from explorer.explain.layers import LayerChoice, default_layer, layer_choices, resolve_layer
+from explorer.explain.options import Option, parse_option_assignments
+from explorer.explain.result import Attribution
+from explorer.explain.safety import POOL, ReplicaPool, installed_hooks
+from explorer.explain.views import (
+    SCALES,
+    ScaledMap,
+    comparison_figure,
+    heatmap_image,
+    npy_bytes,
+    overlay_image,
+    png_bytes,
+    render,
+    scale_maps,
+    to_map,
+)
+
+__all__ = [
+    "METHODS",
+    "POOL",
+    "SCALES",
+    "SIGNS",
+    "Attribution",
+    "EmptyMapError",
+    "ExplainError",
+    "Job",
+    "LayerChoice",
+    "Method",
+    "Option",
+    "ReplicaPool",
+    "ScaledMap",
+    "comparison_figure",
+    "default_layer",
+    "explain",
+    "explain_tensor",
+    "get_method",
+    "heatmap_image",
+    "installed_hooks",
+    "layer_choices",
+    "load_for_explain",
+    "method_names",
+    "npy_bytes",
+    "overlay_image",
+    "parse_option_assignments",
+    "png_bytes",
+    "render",
+    "resolve_layer",
+    "scale_maps",
+    "to_map",
+]
+
+
+class _CallableModule(_types.ModuleType):
+    """``explorer.explain(...)`` must call :func:`explain` even after this package was imported, when the
+    name ``explorer.explain`` is bound to the package (Python sets a package's submodules as attributes)."""
+
+    def __call__(self, *args, **kwargs):
+        return explain(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,126 @@
+"""``python -m explorer explain IMAGE --model SPEC --method METHOD ...``: a map as PNG, ``.npy`` and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from explorer.cli import add_spec_arguments
+from explorer.spec import list_presets, parse_assignments
+
+CLI_METHODS = ("saliency", "ig", "smoothgrad", "guided-backprop", "gradcam", "guided-gradcam", "occlusion")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
+
+
+def _target(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from explorer.explain import get_method, parse_option_assignments
+    from explorer.explain.api import explain
+    from explorer.explain.errors import EmptyMapError
+    from explorer.explain.progress import tqdm_progress
+    from explorer.explain.views import png_bytes, render
+
+    method = get_method(args.method)
+    options = parse_option_assignments(args.options)
+    knobs = parse_assignments(list(args.overrides))
+    progress, close = (None, lambda: None)
+    if method.reports_progress and not args.quiet:
+        progress, close = tqdm_progress(method.title)
+    try:
+        result = explain(args.image, args.model, args.weights, method.name, layer=args.layer,
+                         target=_target(args.target), knobs=knobs or None, device=args.device, seed=args.seed,
+                         progress=progress, **options)
+    finally:
+        close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_name = result.model.split(" ")[0] if result.model else "model"
+    stem = f"{_slug(Path(str(args.image)).stem)}_{_slug(model_name)}_{method.name}"
+    paths = {"npy": out / f"{stem}.npy", "json": out / f"{stem}.json"}
+    paths["npy"].write_bytes(result.npy_bytes())
+    summary = result.summary()
+    sign = args.sign or result.default_sign
+    summary["view"] = {"sign": sign, "scale": "per-map"}
+    try:
+        picture = render(result, view=args.view, sign=sign)
+    except EmptyMapError as exc:
+        print(f"note: {exc}", file=sys.stderr)
+    else:
+        paths["png"] = out / f"{stem}.png"
+        paths["png"].write_bytes(png_bytes(picture))
+    summary["files"] = {k: str(v) for k, v in paths.items()}
+    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    what = f"class {result.target}" + (f" ({result.target_label})" if result.target_label else "")
+    where = f" at {result.layer}" if result.layer else ""
+    said = ""
+    if result.probabilities is not None:
+        said = (f", p={result.target_probability:.3f}; the network says {result.predicted_label or result.predicted} "
+                f"{100 * result.predicted_probability:.1f}%")
+    print(f"{result.title}{where} for {what}{said}; {result.seconds:.2f} s on {result.device}")
+    for note in result.notes:
+        print(f"note: {note}")
+    for kind in ("png", "npy", "json"):
+        if kind in paths:
+            print(f"wrote {paths[kind]}")
+    return 0
+
+
+# Written out rather than built from the methods, so that `python -m explorer --help` (and every other
+# command) does not import torch and Captum; tests/test_explain_api.py checks it against the methods.
+METHODS_HELP = """\
+  saliency         Saliency (Captum Saliency): abs=true
+  ig               Integrated Gradients (IntegratedGradients): steps=32, baseline=zero (or black, white, a number),
+                   internal_batch_size=8 (bounds memory), integration=gausslegendre
+  smoothgrad       SmoothGrad (NoiseTunnel over Saliency): nt_samples=16, stdevs=auto (0.15 x the input's range),
+                   nt_samples_batch_size=4, abs=false, seed=0
+  guided-backprop  Guided Backprop (GuidedBackprop): no options
+  gradcam          Grad-CAM (LayerGradCam at --layer, upsampled): relu=false, interpolate=bilinear
+  guided-gradcam   Guided Grad-CAM (GuidedGradCam at --layer): interpolate=bilinear
+  occlusion        Occlusion: window=auto (a tenth of the input's side), stride=auto (half the window),
+                   baseline=zero, perturbations_per_eval=16
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``explain`` subcommand."""
+    p = sub.add_parser(
+        "explain", help="explain a prediction with Captum: a heatmap PNG, the raw map (.npy) and a JSON summary",
+        description="Attribute a network's score for one class to the pixels of IMAGE. Errors are one line "
+                    "on stderr and exit code 2.",
+        epilog="methods and their options with defaults (--option KEY=VALUE):\n" + METHODS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE", help="a JPEG, PNG, WebP, BMP, GIF or TIFF file")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help=f"a preset ({', '.join(list_presets())}) or a YAML file; may be left out when "
+                        "--weights is a checkpoint that carries its spec")
+    add_spec_arguments(p, positional=False)
+    p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
+                   help="the official ImageNet weights, seeded random weights or a checkpoint file (default imagenet)")
+    p.add_argument("--method", default="saliency", metavar="|".join(CLI_METHODS),
+                   help="attribution method (default saliency); aliases such as integrated-gradients work too")
+    p.add_argument("--layer", default=None, metavar="PATH",
+                   help="Grad-CAM's layer or block by module path (default: the last spatial map, e.g. "
+                        "exit.sep2.act for Xception, Mixed_7c.concat for Inception V3)")
+    p.add_argument("--target", default=None, metavar="CLASS",
+                   help="class index or name to explain (default: the predicted class)")
+    p.add_argument("--option", "-o", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, repeatable, e.g. -o steps=64 -o baseline=black")
+    p.add_argument("--out", default="explanations", metavar="DIR", help="output folder (default ./explanations)")
+    p.add_argument("--view", default="overlay", choices=("overlay", "map"), help="the PNG: map over the image or alone")
+    p.add_argument("--sign", default=None, choices=("signed", "absolute", "positive"),
+                   help="which values the PNG shows (default: the method's usual view)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_explain)
