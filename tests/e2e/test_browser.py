@@ -112,3 +112,22 @@ def test_residual_toggle_changes_the_totals(app_url, browser, tmp_path):
     assert after == f"{count_costs(spec.with_overrides(residual=False)).totals['params']:,}"
     assert keep(page, tmp_path, "app_architecture.png").stat().st_size > 10_000
     page.close()
+
+
+def test_explain_shows_a_map(app_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(f"{app_url}/classify", wait_until="domcontentloaded")
+    page.get_by_text("Shipped digits model").first.wait_for(timeout=90_000)
+    wait_idle(page)
+    page.get_by_text("Shipped digits model").first.click()
+    wait_idle(page)
+    page.get_by_text("digit 0 (#0)").first.click()
+    wait_idle(page, 120_000)
+    page.get_by_role("button", name="Explain", exact=True).click()
+    page.get_by_text("Grad-CAM: target").first.wait_for(timeout=120_000)
+    wait_idle(page)
+    figure = page.locator(".js-plotly-plot").last
+    figure.scroll_into_view_if_needed()
+    assert figure.locator(".heatmap, image, .layer-above image, g.imagelayer image").count() >= 1
+    assert keep(page, tmp_path, "app_explain.png").stat().st_size > 10_000
+    page.close()
