@@ -7,39 +7,28 @@ import os
 import pytest
 import torch
 
+from reference import randomize_, reference_model
+
 os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give a network weights and BN statistics that keep activations O(1) but are far
-    from the defaults, so that a wrong mapping or a wrong eps shows in the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-    return model.eval()
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's small networks on one thread: as fast, and immune to the stalls two OpenMP
+    threads suffer on a loaded 2-core machine (every small kernel waits for both to be scheduled)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
 def timm_xception():
-    timm = pytest.importorskip("timm")
-    return randomize_(timm.create_model("legacy_xception", pretrained=False), seed=1)
+    pytest.importorskip("timm")
+    return randomize_(reference_model("xception"), seed=1)
 
 
 @pytest.fixture(scope="session")
 def tv_inception():
-    from torchvision.models import inception_v3
-
-    model = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
-    return randomize_(model, seed=2)
+    return randomize_(reference_model("inception_v3"), seed=2)

@@ -23,17 +23,8 @@ CAT = ROOT / "assets" / "samples" / "cat.jpg"
 DIGITS_CHECKPOINT = ROOT / "assets" / "checkpoints" / "mini_xception_digits.safetensors"
 SMALL = {"width": 0.25, "input_size": 64}
 
-pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small networks: one thread is as fast, and immune to the stalls two OpenMP threads suffer on a
-    loaded 2-core machine (every small kernel waits for both threads to be scheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

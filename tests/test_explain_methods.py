@@ -30,17 +30,8 @@ from explorer.explain import (
 from explorer.spec import load_spec
 
 # Captum warns on every guided call that it sets hooks (the package filters it; pytest resets filters)
-pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small networks: one thread is as fast, and immune to the stalls two OpenMP threads suffer on a
-    loaded 2-core machine (every small kernel waits for both threads to be scheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU"),
+              pytest.mark.usefixtures("one_thread")]
 
 DIGITS_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "mini_xception_digits.safetensors"
 

@@ -22,17 +22,8 @@ TOP_LAYERS = ("exit.fc", "exit.sep2", "exit.sep1")  # the classifier and the two
 RANDOMIZATION_BOUND = 0.75
 GRADCAM_LAYER = "middle.block3.add"  # the last 4 x 4 map (see test_deletion)
 
-pytestmark = pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The digits network is tiny: one thread is as fast, and immune to the stalls two OpenMP threads
-    suffer on a loaded 2-core machine (every small kernel waits for both threads to be scheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import shlex
 
 import numpy as np
 import pytest
-import torch
 
 from explorer.cli import main
 from explorer.lab.ablate import (
@@ -26,12 +25,7 @@ from explorer.spec import SpecError
 from explorer.weights import load_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_variants_are_the_cartesian_product():

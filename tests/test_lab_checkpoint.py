@@ -18,12 +18,7 @@ from explorer.weights import WeightsError, load_checkpoint, save_checkpoint
 SHIPPED = DIGITS_CHECKPOINT
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

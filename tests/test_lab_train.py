@@ -16,13 +16,7 @@ from explorer.spec.errors import ExplorerError
 TINY = {"width": 0.5, "middle_repeats": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # one thread: two threads on a busy 2-core machine spin and run many times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,39 +12,19 @@ hits both sides alike.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the reference networks
 
 from explorer.build import build_model
 from explorer.spec import load_spec
-
-
-def reference(name: str) -> torch.nn.Module:
-    if name == "xception":
-        import timm
-
-        return timm.create_model("legacy_xception", pretrained=False).eval()
-    from torchvision.models import inception_v3
-
-    return inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False).eval()
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turn ``repeats`` times."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+from reference import reference_model as reference
+from timing import interleaved
 
 
 def forward_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -79,7 +59,6 @@ def main() -> None:
                     ours, ref = ours.to(memory_format=torch.contiguous_format), ref.to(
                         memory_format=torch.contiguous_format)
                 fns = {"ours": forward_fn(ours, x), "ref": forward_fn(ref, x)}
-                interleaved(fns, 2)  # warm up
                 rows.append((f"forward batch {batch} {layout}", interleaved(fns, args.repeats)))
         for what, t in rows:
             ratio = t["ours"] / t["ref"]

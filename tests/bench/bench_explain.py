@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from timing import interleaved
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
@@ -89,19 +90,6 @@ def plain_captum(method: str, model: torch.nn.Module, x: torch.Tensor, layer: st
                                           strides=(c, o["stride"], o["stride"]), baselines=0.0, target=TARGET,
                                           perturbations_per_eval=16)
     raise ValueError(method)
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turn ``repeats`` times (after one warm-up each)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def calls_to_time(model: torch.nn.Module, x: torch.Tensor, method: str, layer: str, options: dict

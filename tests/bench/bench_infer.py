@@ -24,38 +24,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the reference networks
 
 from explorer.infer import OFFICIAL, list_samples, load_model, run_model  # noqa: E402
+from reference import randomize_, reference_model  # noqa: E402
 
 TARGET = {"xception": 1.5}
 
 
-def randomize_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Weights and BN statistics far from the defaults (as tests/conftest.py), so top-5 is meaningful."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-    return model.eval()
-
-
 def reference(name: str) -> torch.nn.Module:
-    if name == "xception":
-        import timm
-
-        return randomize_(timm.create_model("legacy_xception", pretrained=False), 1)
-    from torchvision.models import inception_v3
-
-    return randomize_(inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False), 2)
+    """The reference module with weights far from the defaults (so that top-5 is meaningful)."""
+    return randomize_(reference_model(name), {"xception": 1, "inception_v3": 2}[name])
 
 
 def timed(fn) -> float:

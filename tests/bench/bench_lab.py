@@ -12,9 +12,7 @@ there is a GPU. Prints images per second and ratios measured side by side.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 from explorer.build import build_model
 from explorer.lab.data import load_data, to_model_input
 from explorer.spec import Spec, load_spec
+from timing import interleaved
 
 
 def train_steps(spec: Spec, x: torch.Tensor, y: torch.Tensor, device: str, steps: int) -> Callable[[], None]:
@@ -65,19 +64,6 @@ def with_threads(n: int, fn: Callable[[], None]) -> Callable[[], None]:
         finally:
             torch.set_num_threads(saved)
     return run
-
-
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turn ``repeats`` times (after one warm-up each)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 import streamlit as st
 
-from explorer.spec import SpecError, parse_spec
+from explorer.spec import Spec, SpecError, parse_spec
 from explorer.spec.table import COLUMNS, spec_from_rows, spec_to_rows
 from explorer.ui import graphs, session, widgets
+
+
+def apply_edit(make: Callable[[], Spec], source: str, what: str = "Not applied") -> None:
+    """Make the edited spec the new base; a bad edit shows why (next to the editor) and changes nothing."""
+    try:
+        new = make()
+    except SpecError as exc:
+        st.error(f"{what} — {exc}", icon="⚠️")
+    else:
+        session.set_base(new, source)
+        st.rerun()
+
 
 spec = session.current_spec()
 st.title("Architecture")
@@ -46,34 +60,17 @@ with table_tab:
                                                 width="large"),
         })
     if st.button("Apply table", type="primary", key="apply_table"):
-        try:
-            new = spec_from_rows(spec, edited.to_dict("records"))
-        except SpecError as exc:
-            st.error(f"Not applied — {exc}", icon="⚠️")
-        else:
-            session.set_base(new, "edited")
-            st.rerun()
+        apply_edit(lambda: spec_from_rows(spec, edited.to_dict("records")), "edited")
 
 with yaml_tab:
     text = st.text_area("Spec (YAML)", spec.to_yaml(), height=420, key=f"yaml_{tag}")
     if st.button("Validate and apply YAML", type="primary", key="apply_yaml"):
-        try:
-            new = parse_spec(text)
-        except SpecError as exc:
-            st.error(f"Not applied — {exc}", icon="⚠️")
-        else:
-            session.set_base(new, "edited")
-            st.rerun()
+        apply_edit(lambda: parse_spec(text), "edited")
 
 with file_tab:
     st.download_button("Download this spec (YAML)", spec.to_yaml(), file_name=f"{spec.name}.yaml",
                        mime="application/x-yaml")
     upload = st.file_uploader("Load a spec file", type=["yaml", "yml"], key=f"spec_file_{session.epoch()}")
     if upload is not None:
-        try:
-            new = parse_spec(upload.getvalue().decode("utf-8", errors="replace"))
-        except SpecError as exc:
-            st.error(f"{upload.name} not loaded — {exc}", icon="⚠️")
-        else:
-            session.set_base(new, upload.name)
-            st.rerun()
+        apply_edit(lambda: parse_spec(upload.getvalue().decode("utf-8", errors="replace")), upload.name,
+                   f"{upload.name} not loaded")

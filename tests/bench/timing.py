@@ -1,0 +1,25 @@
+"""Side-by-side timing for the benchmarks: interleaved runs, medians."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, *, warmup: bool = True) -> dict[str, float]:
+    """Median seconds of each function, run in turn ``repeats`` times (after one warm-up each).
+
+    Taking turns makes load from other processes hit every side alike, so the
+    ratios of the medians hold on a busy machine better than the times do.
+    """
+    if warmup:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
