@@ -57,7 +57,7 @@ def explain(image: Any, spec: Spec | str | None | Any = None, weights: str | os.
     decoded = decode_image(image)
     pre = loaded.preprocess
     crop = pre.crop_image(decoded.image)
-    x = pre.normalize(crop)
+    x = loaded.inputs([decoded.image])[0]  # as classify does: a gray picture fills every input channel
     picture = np.asarray(crop.convert("RGB"), dtype=np.uint8)
 
     def run(dev: torch.device):
@@ -68,5 +68,5 @@ def explain(image: Any, spec: Spec | str | None | Any = None, weights: str | os.
     result, fallback = with_cpu_fallback(run, resolve_device(device))
     result.notes[:0] = list(loaded.notes) + list(decoded.notes) + ([fallback] if fallback else [])
     if fallback:
-        loaded.drop_copies()
+        loaded.drop_copies(resolve_device(device).type)  # the accelerator that ran out of memory
     return result
