@@ -1,6 +1,5 @@
-"""The reference networks (timm's legacy_xception, torchvision's inception_v3) at random init.
-
-Shared by the tests (through conftest.py) and the benchmarks; nothing is downloaded.
+"""Networks the tests and benchmarks share: the reference networks (timm's legacy_xception,
+torchvision's inception_v3) at random init, and a tiny spec. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -37,3 +36,12 @@ def reference_model(name: str) -> torch.nn.Module:
     from torchvision.models import inception_v3
 
     return inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False).eval()
+
+
+def tiny_spec_data(input_size: int = 32, num_classes: int = 4) -> dict:
+    """A four-block spec (conv, separable conv, global pool, classifier) that builds and runs in milliseconds."""
+    return {"name": "tiny", "input_size": input_size, "num_classes": num_classes, "blocks": [
+        {"name": "stem", "type": "conv", "flow": "entry", "out": 8, "stride": 2},
+        {"name": "sep", "type": "sepconv", "flow": "middle", "out": 16},
+        {"name": "pool", "type": "pool", "flow": "exit", "mode": "global_avg"},
+        {"name": "fc", "type": "classifier", "flow": "exit"}]}

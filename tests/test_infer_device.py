@@ -23,12 +23,9 @@ from explorer.infer import (
 )
 from explorer.infer.device import check_precision, is_out_of_memory
 from explorer.spec import load_spec, parse_spec
+from reference import tiny_spec_data
 
-TINY = {"name": "tiny", "input_size": 40, "num_classes": 6, "blocks": [
-    {"name": "stem", "type": "conv", "flow": "entry", "out": 8, "stride": 2},
-    {"name": "sep", "type": "sepconv", "flow": "middle", "out": 16},
-    {"name": "pool", "type": "pool", "flow": "exit", "mode": "global_avg"},
-    {"name": "fc", "type": "classifier", "flow": "exit"}]}
+TINY = tiny_spec_data(input_size=40, num_classes=6)
 
 
 @pytest.fixture(scope="module")

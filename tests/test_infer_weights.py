@@ -32,14 +32,11 @@ from explorer.infer import (
     load_or_random,
 )
 from explorer.spec import load_spec, parse_spec
+from reference import tiny_spec_data
 from explorer.weights import save_checkpoint
 
 SAMPLES = [s.path for s in list_samples()]
-TINY = {"name": "tiny", "input_size": 32, "num_classes": 4, "blocks": [
-    {"name": "stem", "type": "conv", "flow": "entry", "out": 8, "stride": 2},
-    {"name": "sep", "type": "sepconv", "flow": "middle", "out": 16},
-    {"name": "pool", "type": "pool", "flow": "exit", "mode": "global_avg"},
-    {"name": "fc", "type": "classifier", "flow": "exit"}]}
+TINY = tiny_spec_data(input_size=32, num_classes=4)
 
 
 @pytest.fixture(scope="session")

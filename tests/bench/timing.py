@@ -23,3 +23,18 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, *, warmup: b
             fn()
             times[key].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def cuda_median_seconds(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median seconds of ``fn`` on a CUDA device (synchronized around each run, after one warm-up)."""
+    import torch
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

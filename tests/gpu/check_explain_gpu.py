@@ -10,9 +10,7 @@ Grad-CAM: must be small; TF32 is off), and that no hook is left on the model. Ex
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,6 +18,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
+
+from timing import cuda_median_seconds  # noqa: E402
 
 SETTINGS = {
     "saliency": {},
@@ -30,18 +30,6 @@ SETTINGS = {
     "guided-gradcam": {},
     "occlusion": {"window": 30, "stride": 15},
 }
-
-
-def median_seconds(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -73,7 +61,7 @@ def main() -> int:
         xg = x.cuda()
         for method, options in SETTINGS.items():
             calls = calls_to_time(model, xg, method, LAYERS[preset], options)
-            ours, plain = median_seconds(calls["ours"]), median_seconds(calls["plain"])
+            ours, plain = cuda_median_seconds(calls["ours"]), cuda_median_seconds(calls["plain"])
             agree = "-"
             if method in ("saliency", "gradcam"):
                 gpu_map = explain_tensor(model, xg, method, target=TARGET, **options).values

@@ -9,26 +9,15 @@ are in torch hub's cache, else seeded random weights (labelled). Needs what
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-
-def median_seconds(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import cuda_median_seconds  # noqa: E402
 
 
 def check(name: str, failures: list[str]) -> None:
@@ -66,8 +55,8 @@ def check(name: str, failures: list[str]) -> None:
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
             continue
         model = loaded.runner(device, precision)  # what classify() runs
-        one = median_seconds(lambda m=model, p=precision: run_model(m, x1, device, precision=p), 20)
-        many = median_seconds(lambda m=model, p=precision: run_model(m, x64, device, precision=p, batch_size=64), 5)
+        one = cuda_median_seconds(lambda m=model, p=precision: run_model(m, x1, device, precision=p), 20)
+        many = cuda_median_seconds(lambda m=model, p=precision: run_model(m, x64, device, precision=p, batch_size=64), 5)
         print(f"  {precision:9s} {one * 1000:11.2f} {64 / many:15.1f}")
 
 
