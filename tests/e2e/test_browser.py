@@ -114,6 +114,36 @@ def test_residual_toggle_changes_the_totals(app_url, browser, tmp_path):
     page.close()
 
 
+def test_two_sessions_at_once_keep_their_own_specs(app_url, browser):
+    """Two browser sessions edit different knobs at the same time on one server."""
+    from explorer.cost import count_costs
+    from explorer.spec import load_spec
+
+    spec = load_spec("xception")
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 900}) for _ in range(2)]
+    a, b = (c.new_page() for c in contexts)
+    for page in (a, b):
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_text("Parameters").first.wait_for(timeout=90_000)
+        wait_idle(page)
+    before = metric(a, "Parameters")
+    # Both edits go out before either page is waited on, so the two script runs overlap.
+    a.locator('[data-testid="stSidebar"]').get_by_text("Residual connections").click()
+    middle = b.locator('[data-testid="stSidebar"]').get_by_label("Middle-flow blocks", exact=True)
+    middle.fill("2")
+    middle.press("Enter")
+    wanted = {a: count_costs(spec.with_overrides(residual=False)).totals["params"],
+              b: count_costs(spec.with_overrides(middle_repeats=2)).totals["params"]}
+    for page, params in wanted.items():
+        page.wait_for_function(
+            "(before) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some("
+            "m => m.innerText.includes('Parameters') && !m.innerText.includes(before))", arg=before, timeout=90_000)
+        wait_idle(page)
+        assert metric(page, "Parameters") == f"{params:,}"
+    for c in contexts:
+        c.close()
+
+
 def test_explain_shows_a_map(app_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(f"{app_url}/classify", wait_until="domcontentloaded")
