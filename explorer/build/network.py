@@ -13,6 +13,8 @@ import ctypes
 import functools
 import os
 import sys
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -57,15 +59,17 @@ class SpecNet(nn.Module):
     """A network built from a :class:`Spec`. In eval it returns logits; in training,
     ``(logits, aux_logits)`` when the spec has an auxiliary head."""
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, layers: Sequence[Layer] | None = None) -> None:
+        """``layers`` are ``spec_layers(spec)`` when the caller has them already."""
         super().__init__()
         self.spec = spec
-        self.layers: tuple[Layer, ...] = tuple(spec_layers(spec))
+        self.layers: tuple[Layer, ...] = tuple(spec_layers(spec) if layers is None else layers)
+        # a plain list: the modules are registered through the tree that _place builds
+        self._run = []
         for layer in self.layers:
-            self._place(layer.name, make_module(layer))
-        # plain lists: the modules are registered through the tree above
-        self._run = [(self.get_submodule(layer.name), layer.name, layer.inputs, layer.train_only)
-                     for layer in self.layers]
+            module = make_module(layer)
+            self._place(layer.name, module)
+            self._run.append((module, layer.name, layer.inputs, layer.train_only))
         self._frees = {mode: free_after(self.layers, training=mode) for mode in (False, True)}
         main = [layer for layer in self.layers if not layer.train_only]
         aux = [layer for layer in self.layers if layer.train_only]
@@ -100,17 +104,18 @@ class SpecNet(nn.Module):
         return env[self._output]
 
 
-def weight_bytes(spec: Spec, bytes_per_param: int = 4) -> int:
+def weight_bytes(spec: Spec, bytes_per_param: int = 4, layers: Sequence[Layer] | None = None) -> int:
     """Bytes the spec's parameters take, from the spec alone (nothing allocated)."""
-    return bytes_per_param * sum(param_count(layer) for layer in spec_layers(spec))
+    layers = spec_layers(spec) if layers is None else layers
+    return bytes_per_param * sum(param_count(layer) for layer in layers)
 
 
-def check_memory(spec: Spec, max_weight_bytes: int | None = None) -> None:
+def check_memory(spec: Spec, max_weight_bytes: int | None = None, layers: Sequence[Layer] | None = None) -> None:
     """Refuse a spec whose fp32 weights would exceed the limit (default 4 GiB or $EXPLORER_MAX_WEIGHT_BYTES)."""
     limit = max_weight_bytes
     if limit is None:
         limit = int(os.environ.get(MAX_WEIGHT_BYTES_ENV, DEFAULT_MAX_WEIGHT_BYTES))
-    need = weight_bytes(spec)
+    need = weight_bytes(spec, layers=layers)
     if need > limit:
         raise SpecError("blocks", f"the weights would take {need / 2**30:.2f} GiB, over the limit of "
                                   f"{limit / 2**30:.2f} GiB (raise it with {MAX_WEIGHT_BYTES_ENV})")
@@ -145,12 +150,15 @@ def build_model(spec: Spec, *, max_weight_bytes: int | None = None, seed: int | 
     before anything is allocated. The first build also tunes the CPU allocator
     for the process (:func:`keep_freed_memory`).
     """
-    check_memory(spec, max_weight_bytes)
+    layers = spec_layers(spec)  # once: the memory check and the network read the same list
+    check_memory(spec, max_weight_bytes, layers)
     keep_freed_memory()
     if seed is None:
-        model = SpecNet(spec)
+        model = SpecNet(spec, layers)
     else:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = SpecNet(spec)
+            # Initialization runs on the CPU generator only; torch.manual_seed would also queue
+            # a CUDA seeding call, which records a stack trace (~6 ms, a tenth of a build).
+            torch.default_generator.manual_seed(seed)
+            model = SpecNet(spec, layers)
     return model.eval()

@@ -62,9 +62,9 @@ def main() -> None:
                 rows.append((f"forward batch {batch} {layout}", interleaved(fns, args.repeats)))
         for what, t in rows:
             ratio = t["ours"] / t["ref"]
-            worst = max(worst, ratio) if what != "build" else worst
+            worst = max(worst, ratio)
             print(f"{name:14s} {what:28s} {t['ours'] * 1e3:9.1f} {t['ref'] * 1e3:9.1f} {ratio:9.3f}")
-    print(f"worst forward ratio ours/reference: {worst:.3f} (target <= 1.05)")
+    print(f"worst ratio ours/reference, build and forward: {worst:.3f} (target <= 1.05)")
 
 
 if __name__ == "__main__":
