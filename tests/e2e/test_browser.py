@@ -82,6 +82,15 @@ def metric(page, label: str) -> str:
     return box.locator('[data-testid="stMetricValue"]').inner_text()
 
 
+def wait_metric_changes(page, label: str, before: str, timeout: float = 90_000) -> str:
+    """Wait until the metric ``label`` no longer shows ``before`` and the run is done; return the new value."""
+    page.wait_for_function(
+        "([label, before]) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some("
+        "m => m.innerText.includes(label) && !m.innerText.includes(before))", arg=[label, before], timeout=timeout)
+    wait_idle(page)
+    return metric(page, label)
+
+
 def keep(page, tmp_path: Path, name: str) -> Path:
     shot = tmp_path / name
     page.screenshot(path=str(shot), full_page=False)
@@ -104,11 +113,7 @@ def test_residual_toggle_changes_the_totals(app_url, browser, tmp_path):
     before = metric(page, "Parameters")
     assert before == f"{count_costs(spec).totals['params']:,}"
     page.locator('[data-testid="stSidebar"]').get_by_text("Residual connections").click()
-    page.wait_for_function(
-        "(before) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some("
-        "m => m.innerText.includes('Parameters') && !m.innerText.includes(before))", arg=before, timeout=60_000)
-    wait_idle(page)
-    after = metric(page, "Parameters")
+    after = wait_metric_changes(page, "Parameters", before)
     assert after == f"{count_costs(spec.with_overrides(residual=False)).totals['params']:,}"
     assert keep(page, tmp_path, "app_architecture.png").stat().st_size > 10_000
     page.close()
@@ -135,11 +140,7 @@ def test_two_sessions_at_once_keep_their_own_specs(app_url, browser):
     wanted = {a: count_costs(spec.with_overrides(residual=False)).totals["params"],
               b: count_costs(spec.with_overrides(middle_repeats=2)).totals["params"]}
     for page, params in wanted.items():
-        page.wait_for_function(
-            "(before) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some("
-            "m => m.innerText.includes('Parameters') && !m.innerText.includes(before))", arg=before, timeout=90_000)
-        wait_idle(page)
-        assert metric(page, "Parameters") == f"{params:,}"
+        assert wait_metric_changes(page, "Parameters", before) == f"{params:,}"
     for c in contexts:
         c.close()
 
