@@ -12,6 +12,25 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
     return f"{number} {unit}".rstrip()
 
 
+def si_short(value: float, unit: str = "", digits: int = 3) -> str:
+    """At most ``digits`` significant digits, no trailing zeros: ``si_short(105041400)`` → ``'105 M'``,
+    ``si_short(2e9, "MACs")`` → ``'2 GMACs'`` (for axis ticks and chart labels)."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.{digits}g} {prefix}{unit}".rstrip()
+    return f"{value:.{digits}g} {unit}".rstrip()
+
+
+def count(value: int) -> str:
+    """An integer with thousands separators: ``count(199148544)`` → ``'199,148,544'``."""
+    return f"{int(value):,}"
+
+
+def shape(dims) -> str:
+    """A tensor shape as people write it: ``shape((728, 19, 19))`` → ``'728×19×19'``."""
+    return "×".join(str(d) for d in dims)
+
+
 def mib(nbytes: float) -> str:
     """Bytes as MiB (GiB from 1 GiB on)."""
     if abs(nbytes) >= 2**30:

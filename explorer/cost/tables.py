@@ -15,6 +15,7 @@ from explorer.cost.counts import CostReport
 from explorer.cost.diff import COST_FIELDS, CostDiff
 from explorer.cost.whatif import WhatIf
 from explorer.format import mib as _mib
+from explorer.format import shape as _shape
 from explorer.format import si as _si
 
 MIB = 2**20
@@ -33,10 +34,6 @@ def _scaled(n: int, unit: float, digits: int = 3, signed: bool = False) -> str:
     if not n:
         return "0"
     return f"{n / unit:{'+' if signed else ''},.{digits}f}"
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def align(header: Sequence[str], rows: Iterable[Sequence[str]], left: int | Collection[int] = 1) -> str:
@@ -97,9 +94,14 @@ def totals_text(report: CostReport) -> str:
     return "totals (inference)\n" + align(["", "exact", "scaled"], [list(x) for x in lines])
 
 
-def cost_csv(report: CostReport, level: str = "layer") -> str:
-    """The report's rows at ``level`` as CSV with exact integers; shapes read ``64x147x147``."""
+def cost_csv(report: CostReport, level: str = "layer", only: Collection[str] | None = None) -> str:
+    """The report's rows at ``level`` as CSV with exact integers; shapes read ``64x147x147``.
+
+    ``only``: keep the layer rows with these names (a filtered table's download).
+    """
     rows = report.by(level)
+    if only is not None:
+        rows = [r for r in rows if r["name"] in only]
     out = io.StringIO()
     if level == "layer":
         fields = ["name", "kind", "flow", "block", "in_shape", "out_shape", "params", "macs", "flops",

@@ -16,6 +16,7 @@ from typing import Iterable, Literal, Sequence
 import networkx as nx
 import plotly.graph_objects as go
 
+from explorer.format import shape as _shape
 from explorer.graph.build import INPUT_KIND, GraphError
 from explorer.graph.layout import ARC_ROOM, ENTRY_X, Layout, layout_graph
 
@@ -58,10 +59,6 @@ def _human(value: int | float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value:.0f}"
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def hover_text(node: str, data: dict) -> str:
@@ -195,14 +192,22 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
                                  customdata=projections,
                                  marker=dict(symbol="square", size=7, color=SKIP_COLOR)))
 
+    # neighbours in a row put their labels on alternate sides, so long names (Inception's stem) never run together
+    text_side: dict[str, str] = {}
+    for row_y in {pos[n][1] for n in nodes}:
+        in_row = sorted((n for n in nodes if pos[n][1] == row_y), key=lambda n: pos[n][0])
+        for i, n in enumerate(in_row):
+            text_side[n] = "bottom center" if i % 2 == 0 else "top center"
+
     def node_trace(members: list[str], name: str, marker: dict, showlegend: bool = True) -> go.Scatter:
         return go.Scatter(
             x=[pos[n][0] for n in members], y=[pos[n][1] for n in members],
             mode="markers+text" if block_level else "markers", name=name, legendgroup=name,
-            text=[_block_label(data[n]["label"], data[n]["flow"]) for n in members] if block_level else None,
-            textposition="bottom center", textfont=dict(size=10),
+            text=[_wrap_label(_block_label(data[n]["label"], data[n]["flow"])) for n in members]
+            if block_level else None,
+            textposition=[text_side[n] for n in members] if block_level else None, textfont=dict(size=10),
             customdata=list(members), hovertext=[hover_text(n, data[n]) for n in members],
-            hoverinfo="text", marker=marker, showlegend=showlegend,
+            hoverinfo="text", marker=marker, showlegend=showlegend, cliponaxis=False,
             opacity=None, selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0.5)))
 
     if color_by in ("kind", "flow"):
@@ -278,10 +283,11 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
     fig.update_layout(
         title=dict(text=title, x=0.01, font=dict(size=16)) if title else None,
         width=width, height=height, plot_bgcolor="white", paper_bgcolor="white",
-        margin=dict(l=10, r=10, t=70 if title else 40, b=10),
+        margin=dict(l=10, r=10, t=60 if title else 30, b=10),
         xaxis=dict(visible=False, range=[x_left - 0.1, layout.x_max + 0.9], fixedrange=False),
-        yaxis=dict(visible=False, range=[layout.y_bottom - 0.2, layout.y_top + 0.2]),
-        legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom", font=dict(size=11), itemsizing="constant"),
+        yaxis=dict(visible=False, range=[layout.y_bottom - 0.2, layout.y_top + (0.55 if block_level else 0.2)]),
+        # the legend sits under the drawing: above it, the toolbar would cover it on a narrow screen
+        legend=dict(orientation="h", x=0, y=0, yanchor="top", font=dict(size=11), itemsizing="constant"),
         hoverlabel=dict(font=dict(size=12), align="left"), clickmode="event+select", dragmode="pan",
         shapes=shapes, annotations=annotations,
         meta=dict(spec=graph.graph.get("spec"), level=graph.graph.get("level")),
@@ -292,6 +298,15 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
 def _block_label(block: str, flow: str) -> str:
     """``entry.block2`` in the entry flow → ``block2``; other names as they are."""
     return block[len(flow) + 1:] if block.startswith(flow + ".") else block
+
+
+def _wrap_label(text: str, room: int = 10) -> str:
+    """Break a long block name at its middle underscore: ``Conv2d_1a_3x3`` → ``Conv2d<br>1a_3x3``."""
+    if len(text) <= room or "_" not in text:
+        return text
+    cuts = [i for i, ch in enumerate(text) if ch == "_"]
+    cut = min(cuts, key=lambda i: abs(i - len(text) / 2))
+    return f"{text[:cut]}<br>{text[cut + 1:]}"
 
 
 def _darker(hex_color: str, factor: float = 0.55) -> str:

@@ -194,3 +194,30 @@ def changed_knobs(spec: Spec, values: Mapping[str, Any]) -> dict[str, Any]:
     """The knobs in ``values`` that differ from what ``spec`` already has."""
     current = knob_values(spec)
     return {k: v for k, v in values.items() if k in current and coerce_knob(k, v) != current[k]}
+
+
+def describe_knob(name: str, value: Any) -> str:
+    """One knob setting in words: ``describe_knob("residual", False)`` → ``'residual connections off'``."""
+    value = coerce_knob(name, value)
+    if name == "residual":
+        return f"residual connections {'on' if value else 'off'}"
+    if name == "mid_activation":
+        return ("no activation between depthwise and pointwise" if value == "none"
+                else f"{'ReLU' if value == 'relu' else 'ELU'} between depthwise and pointwise")
+    if name == "middle_repeats":
+        return f"{value} middle-flow block{'s' if value != 1 else ''}"
+    if name == "width":
+        return f"width ×{value:g}"
+    if name == "segments":
+        return "depthwise spatial convs" if value == "depthwise" else (
+            "full spatial convs (1 segment)" if value == 1 else f"spatial convs in {value} segments")
+    if name == "input_size":
+        return f"{value}×{value} px input"
+    if name == "num_classes":
+        return f"{value:,} classes"
+    return f"auxiliary head {'on' if value else 'off'}"  # aux_logits
+
+
+def describe_knobs(knobs: Mapping[str, Any]) -> str:
+    """Several knob settings in words, in the knobs' canonical order, joined by commas."""
+    return ", ".join(describe_knob(name, knobs[name]) for name in KNOBS if name in knobs)

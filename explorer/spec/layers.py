@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
+from explorer.format import shape as _fmt
 from explorer.spec.errors import SpecError
 from explorer.spec.schema import (
     AuxHeadBlock,
@@ -237,10 +238,6 @@ class _Walker:
         if len(x[1]) != 1:
             raise SpecError("blocks", "the network must end in a classifier (after a global_avg pool)")
         return self.layers
-
-
-def _fmt(shape: Shape) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def spec_layers(spec: Spec) -> list[Layer]:

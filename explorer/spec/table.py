@@ -18,6 +18,7 @@ from explorer.spec.schema import Spec
 COLUMNS: tuple[str, ...] = ("name", "type", "flow", "repeat", "out", "channels", "kernel", "stride",
                             "residual", "mid_activation", "segments", "more")
 _FIELDS = COLUMNS[4:-1]
+_WORDS = ("name", "type", "flow", "residual", "mid_activation")  # text as typed, never read as YAML
 
 
 def _cell(value: Any) -> Any:
@@ -26,11 +27,24 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _text(value: Any) -> str:
+    """A cell as the editor shows it: "" for nothing, "128, 128" for a list, "true" for a flag."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(_cell(value))
+
+
 def _parse_cell(column: str, value: Any) -> Any:
+    if value is None:
+        return None
     if isinstance(value, str):
         text = value.strip()
         if not text:
             return None
+        if column in _WORDS:
+            return text
         if column in ("channels", "kernel", "stride") and "," in text:
             return [_parse_cell(column, part) for part in text.split(",")]
         loaded = yaml.safe_load(text)
@@ -42,8 +56,12 @@ def _parse_cell(column: str, value: Any) -> Any:
     return value
 
 
-def spec_to_rows(spec: Spec) -> list[dict[str, Any]]:
-    """One dict per block with every column (None where a block has no such field)."""
+def spec_to_rows(spec: Spec, *, as_text: bool = False) -> list[dict[str, Any]]:
+    """One dict per block with every column (None where a block has no such field).
+
+    ``as_text``: every cell a string ("" for none, "128, 128" for a list), as a table editor whose
+    columns are all text edits them; :func:`spec_from_rows` reads either form back.
+    """
     rows = []
     for block in spec.blocks:
         data = block.model_dump(mode="json", exclude_defaults=True)
@@ -54,7 +72,7 @@ def spec_to_rows(spec: Spec) -> list[dict[str, Any]]:
                 row[field] = _cell(data.pop(field))
         rest = {k: v for k, v in data.items() if k not in ("name", "type", "flow", "repeat")}
         row["more"] = yaml.safe_dump(rest, default_flow_style=True, width=10_000, sort_keys=False).strip() if rest else ""
-        rows.append(row)
+        rows.append({c: _text(v) for c, v in row.items()} if as_text else row)
     return rows
 
 

@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer.cost import CostDiff, WhatIf, diff_specs, what_if
-from explorer.format import mib, si
+from explorer.format import count, mib, shape, si
+from explorer.plots import LINEAR_SI, log_axis
 from explorer.spec import Spec, parse_spec
 from explorer.ui import session
 
@@ -41,13 +42,21 @@ def separable_whatif(spec: Spec) -> None:
         go.Bar(name="separable", x=rows["name"], y=rows["macs"]),
         go.Bar(name="regular conv", x=rows["name"], y=rows["regular_macs"]),
     ])
-    fig.update_layout(barmode="group", height=360, yaxis_title="MACs", margin=dict(l=10, r=10, t=30, b=10),
+    fig.update_layout(barmode="group", height=360, yaxis=dict(title="MACs", **LINEAR_SI),
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.3),
                       title="MACs of each separable conv and of the regular conv it stands for")
     st.plotly_chart(fig, width="stretch", key="whatif_bars")
+    rows = rows.assign(kernel=rows["kernel"].map(shape))
+    number = st.column_config.NumberColumn
     st.dataframe(rows[["name", "in_channels", "out_channels", "kernel", "groups", "macs", "regular_macs",
                        "ratio", "formula_ratio"]], width="stretch", hide_index=True,
-                 column_config={"ratio": st.column_config.NumberColumn("ratio (counted)", format="%.4f"),
-                                "formula_ratio": st.column_config.NumberColumn("1/N + 1/D_K²", format="%.4f")})
+                 column_config={"name": "separable conv", "in_channels": "in channels (M)",
+                                "out_channels": "out channels (N)", "kernel": "kernel (D_K)",
+                                "groups": "groups of the spatial conv",
+                                "macs": number("MACs", format="localized"),
+                                "regular_macs": number("MACs as a regular conv", format="localized"),
+                                "ratio": number("ratio (counted)", format="%.4f"),
+                                "formula_ratio": number("1/N + 1/D_K²", format="%.4f")})
     if w.spectrum:
         spectrum = pd.DataFrame([{"segments": str(p.segments), "MACs": p.macs, "parameters": p.params,
                                   "current": p.current} for p in w.spectrum])
@@ -58,16 +67,21 @@ def separable_whatif(spec: Spec) -> None:
         fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10),
                           title="The segments spectrum: from a full spatial conv (1) to depthwise",
                           xaxis=dict(type="category", title="segments of the spatial conv"),
-                          yaxis=dict(title="MACs", type="log"),
-                          yaxis2=dict(title="parameters", overlaying="y", side="right", type="log"))
+                          yaxis=log_axis(spectrum["MACs"], title="MACs"),
+                          yaxis2=log_axis(spectrum["parameters"], title="parameters", overlaying="y",
+                                          side="right"),
+                          legend=dict(orientation="h", y=-0.25), modebar=dict(orientation="v"))
         st.plotly_chart(fig, width="stretch", key="segments_spectrum")
 
 
 def compare(spec: Spec, pin: tuple[Spec, str] | None) -> None:
     """Pin the current configuration as A; show the current one (B) against it."""
-    c1, c2 = st.columns([3, 1])
-    label = c1.text_input("Label for A", value=_describe(spec), key="pin_label")
-    if c2.button("Pin current as A", type="primary", width="stretch", key="pin"):
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    now = session.describe_current()
+    # keyed by what is shown: a label typed for one configuration never names another
+    label = row.text_input("Label for A", value=now, key=f"pin_label_{spec.digest()}", width=420,
+                           help="How A is named in the comparison; by default the network and its changed knobs.")
+    if row.button("Pin current as A", type="primary", key="pin"):
         session.pin_current(label)
         st.rerun()
     if pin is None:
@@ -75,31 +89,29 @@ def compare(spec: Spec, pin: tuple[Spec, str] | None) -> None:
                 "here and in the totals above.")
         return
     a, a_label = pin
-    if c2.button("Unpin", width="stretch", key="unpin"):
+    if row.button("Unpin", key="unpin"):
         session.unpin()
         st.rerun()
     diff = _diff(a.to_yaml(), spec.to_yaml())
-    st.markdown(f"**A**: {a_label} — **B**: {_describe(spec)}")
+    st.markdown(f"**A**: {a_label} — **B**: {now}")
     totals = pd.DataFrame([
         {"": name, "A": fmt(diff.a.totals[key]), "B": fmt(diff.b.totals[key]),
-         "B − A": ("+" if diff.totals[key] > 0 else "−" if diff.totals[key] < 0 else "")
-         + fmt(abs(diff.totals[key]))}
-        for name, key, fmt in [("parameters", "params", lambda v: f"{v:,}"), ("MACs", "macs", si),
+         "B − A": (("+" if diff.totals[key] > 0 else "−") + fmt(abs(diff.totals[key]))) if diff.totals[key] else "0"}
+        for name, key, fmt in [("parameters", "params", count), ("MACs", "macs", si),
                                ("element-wise ops", "elementwise_ops", si),
                                ("activation memory", "activation_bytes", mib),
                                ("peak activation memory", "peak_activation_bytes", mib)]])
     st.dataframe(totals, hide_index=True, width="stretch")
     counts = {s: len(diff.of(s)) for s in ("added", "removed", "changed")}
-    st.caption(f"{counts['added']} layers added, {counts['removed']} removed, {counts['changed']} changed.")
+    st.caption(f"{counts['added']:,} layers added, {counts['removed']:,} removed, {counts['changed']:,} changed.")
     if diff.layers:
         rows = pd.DataFrame([d.to_dict() for d in diff.layers])
+        number = st.column_config.NumberColumn
         st.dataframe(rows[["name", "status", "kind", "flow", "changes", "delta_params", "delta_macs",
                            "delta_elementwise_ops", "delta_activation_bytes"]],
-                     width="stretch", hide_index=True, height=360)
-
-
-def _describe(spec: Spec) -> str:
-    """A short label: the spec's name and the knobs that differ from its preset base."""
-    knobs = session.knob_state()
-    changed = {k: v for k, v in knobs.items() if k in session.changed_knob_names()}
-    return spec.name + (" (" + ", ".join(f"{k}={v}" for k, v in changed.items()) + ")" if changed else "")
+                     width="stretch", hide_index=True, height=360,
+                     column_config={"name": "layer (module path)", "changes": "what changed",
+                                    "delta_params": number("Δ parameters", format="localized"),
+                                    "delta_macs": number("Δ MACs", format="localized"),
+                                    "delta_elementwise_ops": number("Δ element-wise ops", format="localized"),
+                                    "delta_activation_bytes": number("Δ output bytes", format="localized")})

@@ -19,12 +19,12 @@ def _figure(spec_yaml: str, level: str, size_by: str | None, collapse: bool) -> 
 
 def flow_graph(spec: Spec, key: str, *, default_level: str = "block", selectable: bool = False) -> str | None:
     """Draw ``spec``'s graph with its controls; return the clicked node's module path if ``selectable``."""
-    c1, c2, c3 = st.columns([1, 1, 1])
-    level = c1.segmented_control("Level", ["block", "layer"], default=default_level, key=f"{key}_level") \
-        or default_level
-    size = c2.segmented_control("Size by", list(_SIZE), default="MACs", key=f"{key}_size") or "MACs"
+    controls = st.container(horizontal=True, gap="medium")  # wraps on a narrow screen instead of clipping
+    level = controls.segmented_control("Level", ["block", "layer"], default=default_level, key=f"{key}_level",
+                                       format_func={"block": "blocks", "layer": "layers"}.get) or default_level
+    size = controls.segmented_control("Size by", list(_SIZE), default="MACs", key=f"{key}_size") or "MACs"
     has_middle = any(b.flow == "middle" and b.repeat for b in spec.blocks)
-    collapse = c3.toggle("Collapse middle flow", value=False, key=f"{key}_collapse", disabled=not has_middle)
+    collapse = controls.toggle("Collapse middle flow", value=False, key=f"{key}_collapse", disabled=not has_middle)
     fig = _figure(spec.to_yaml(), level, _SIZE[size], collapse and has_middle)
     if not selectable:
         st.plotly_chart(fig, width="stretch", key=f"{key}_chart")

@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from explorer.cost.whatif import segment_choices
 from explorer.spec import (
     KNOB_HELP,
     Spec,
@@ -21,15 +22,18 @@ from explorer.spec import (
     list_presets,
     load_spec,
     parse_spec,
+    spec_layers,
 )
+from explorer.spec.knobs import describe_knobs
 
 DEFAULT_PRESET = "xception"
 _BASE = "base_yaml"
 _SOURCE = "base_source"
 _PINNED = "pinned_yaml"
 _PINNED_LABEL = "pinned_label"
-_KNOB_PREFIX = "knob_"
 _EPOCH = "base_epoch"  # bumps when the base changes, so widgets keyed on it start afresh
+_KNOB_GEN = "knobs_generation"  # bumps when the base changes or the knobs are reset
+_FLASH = "flash"
 
 
 def _init() -> None:
@@ -37,6 +41,7 @@ def _init() -> None:
         st.session_state[_BASE] = load_spec(DEFAULT_PRESET).to_yaml()
         st.session_state[_SOURCE] = DEFAULT_PRESET
         st.session_state[_EPOCH] = 0
+        st.session_state[_KNOB_GEN] = 0
 
 
 def base_spec() -> Spec:
@@ -62,25 +67,48 @@ def epoch() -> int:
     return st.session_state[_EPOCH]
 
 
+def knob_key(name: str) -> str:
+    """The sidebar widget key of knob ``name``.
+
+    The key carries a generation that changes when the base changes or the knobs are reset: a
+    browser keeps each widget's last value for as long as its key lives, and would send the old
+    knob back with the next unrelated click. A new key is a new widget that starts at the base's value.
+    """
+    _init()
+    return f"knob_{name}_{st.session_state[_KNOB_GEN]}"
+
+
 def set_base(spec: Spec, source: str) -> None:
     """Make ``spec`` the base and reset the knobs to its own values."""
     _init()
     st.session_state[_BASE] = spec.to_yaml()
     st.session_state[_SOURCE] = source
     st.session_state[_EPOCH] += 1
-    for key in [k for k in st.session_state if str(k).startswith(_KNOB_PREFIX)]:
+    reset_knobs()
+
+
+def reset_knobs() -> None:
+    """Back to the base's own knob values (the widgets come back under new keys)."""
+    _init()
+    for key in [k for k in st.session_state if str(k).startswith("knob_")]:
         del st.session_state[key]
+    st.session_state[_KNOB_GEN] += 1
 
 
 def knob_state() -> dict[str, Any]:
     """The knob values chosen in the sidebar (only knobs that apply to the base)."""
     base = base_spec()
-    return {k: st.session_state.get(_KNOB_PREFIX + k, v) for k, v in knob_values(base).items()}
+    return {k: st.session_state.get(knob_key(k), v) for k, v in knob_values(base).items()}
 
 
 def changed_knob_names() -> set[str]:
     """The knobs whose sidebar value differs from the base spec's own."""
     return set(changed_knobs(base_spec(), knob_state()))
+
+
+def changed_knob_values() -> dict[str, Any]:
+    """The knobs whose sidebar value differs from the base spec's own, with their values."""
+    return changed_knobs(base_spec(), knob_state())
 
 
 def current_spec() -> Spec:
@@ -101,10 +129,16 @@ def _apply(base_yaml: str, knobs: tuple[tuple[str, Any], ...]) -> Spec:
     return parse_spec(base_yaml).with_overrides(**dict(knobs))
 
 
+def describe_current() -> str:
+    """The current configuration in words: the base's name and the knobs that differ from it."""
+    changed = changed_knob_values()
+    return base_spec().name + (f" ({describe_knobs(changed)})" if changed else "")
+
+
 def pin_current(label: str) -> None:
     """Keep the current configuration as A for comparisons."""
     st.session_state[_PINNED] = current_spec().to_yaml()
-    st.session_state[_PINNED_LABEL] = label
+    st.session_state[_PINNED_LABEL] = label.strip() or describe_current()
 
 
 def pinned() -> tuple[Spec, str] | None:
@@ -115,6 +149,18 @@ def pinned() -> tuple[Spec, str] | None:
 
 def unpin() -> None:
     st.session_state.pop(_PINNED, None)
+
+
+def flash(message: str) -> None:
+    """A confirmation to show once, on the next run (after an edit that reruns the page)."""
+    st.session_state[_FLASH] = message
+
+
+def show_flash() -> None:
+    """Show (and forget) the pending confirmation, if any."""
+    message = st.session_state.pop(_FLASH, None)
+    if message:
+        st.success(message, icon="✅")
 
 
 def sidebar_controls() -> None:
@@ -130,39 +176,52 @@ def sidebar_controls() -> None:
         set_base(load_spec(choice), choice)
         st.rerun()
     values = knob_values(base_spec())
-    side.markdown("**Knobs** — the paper's ablations and more")
+    side.markdown(f"**Knobs of {base_spec().name}** — the paper's ablations and more")
     _knob_widgets(side, values)
-    if changed_knobs(base_spec(), knob_state()) and side.button("Reset knobs", width="stretch"):
-        for key in [k for k in st.session_state if str(k).startswith(_KNOB_PREFIX)]:
-            del st.session_state[key]
-        st.rerun()
+    if changed_knobs(base_spec(), knob_state()):
+        side.button("Reset knobs", width="stretch", on_click=reset_knobs, key="reset_knobs",
+                    help=f"Back to {base_spec().name}'s own values.")
 
 
 def _knob_widgets(side: Any, values: dict[str, Any]) -> None:
     def key(name: str) -> str:
-        return _KNOB_PREFIX + name
+        # A widget's starting value goes through session state (no `value=`): the state can then be
+        # changed before the widget is drawn (segments invalid at a new width) without a warning.
+        k = knob_key(name)
+        if k not in st.session_state:
+            st.session_state[k] = values[name]
+        return k
 
     if "residual" in values:
-        side.toggle("Residual connections", value=values["residual"], key=key("residual"), help=KNOB_HELP["residual"])
+        side.toggle("Residual connections", key=key("residual"), help=KNOB_HELP["residual"])
     if "mid_activation" in values:
-        options = ["none", "relu", "elu"]
-        side.selectbox("Activation between depthwise and pointwise", options,
-                       index=options.index(values["mid_activation"]), key=key("mid_activation"),
-                       help=KNOB_HELP["mid_activation"])
+        side.selectbox("Activation between depthwise and pointwise", ["none", "relu", "elu"],
+                       key=key("mid_activation"), help=KNOB_HELP["mid_activation"],
+                       format_func={"none": "none (the paper's best)", "relu": "ReLU", "elu": "ELU"}.get)
     if "middle_repeats" in values:
-        side.number_input("Middle-flow blocks", 0, 32, int(values["middle_repeats"]), key=key("middle_repeats"),
-                          help=KNOB_HELP["middle_repeats"])
-    side.select_slider("Width multiplier", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0], value=1.0, key=key("width"),
+        side.number_input("Middle-flow blocks", 0, 32, key=key("middle_repeats"), help=KNOB_HELP["middle_repeats"])
+    widths = sorted({0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, float(values["width"])})
+    side.select_slider("Width multiplier", widths, key=key("width"), format_func=lambda w: f"×{w:g}",
                        help=KNOB_HELP["width"])
     if "segments" in values:
-        options: list[Any] = [1, 2, 4, 8, "depthwise"]
-        if values["segments"] not in options:
-            options.insert(0, values["segments"])
-        side.select_slider("Segments of the spatial conv", options, value=values["segments"], key=key("segments"),
-                           help=KNOB_HELP["segments"] + ". The paper's spectrum from a regular conv to depthwise.")
-    side.number_input("Input size (px)", 16, 1024, int(values["input_size"]), step=1, key=key("input_size"),
-                      help=KNOB_HELP["input_size"])
-    side.number_input("Classes", 1, 100_000, int(values["num_classes"]), key=key("num_classes"),
-                      help=KNOB_HELP["num_classes"])
+        # only the values valid at the chosen width: divisors common to every separable conv's channels
+        options = _segment_options(st.session_state[_BASE], float(st.session_state[key("width")]))
+        k = key("segments")
+        if st.session_state[k] not in options:
+            side.info(f"{st.session_state[k]} segments do not divide every separable conv's channels at this "
+                      "width: back to depthwise.")
+            st.session_state[k] = "depthwise"
+        side.select_slider("Segments of the spatial conv", options, key=k,
+                           help=KNOB_HELP["segments"] + ". The paper's spectrum from a regular conv (1) to depthwise.")
+    side.number_input("Input size (px)", 16, 1024, step=1, key=key("input_size"), help=KNOB_HELP["input_size"])
+    side.number_input("Classes", 1, 100_000, key=key("num_classes"), help=KNOB_HELP["num_classes"])
     if "aux_logits" in values:
-        side.toggle("Auxiliary head", value=True, key=key("aux_logits"), help=KNOB_HELP["aux_logits"])
+        side.toggle("Auxiliary head", key=key("aux_logits"), help=KNOB_HELP["aux_logits"])
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _segment_options(base_yaml: str, width: float) -> list[Any]:
+    spec = parse_spec(base_yaml)
+    if width != 1.0:
+        spec = spec.with_overrides(width=width)
+    return segment_choices(spec_layers(spec))

@@ -1,105 +1,10 @@
-"""End to end in a real browser: `streamlit run app.py`, Debian's chromium, Playwright.
-
-Set ``EXPLORER_SAVE_SCREENSHOTS=1`` to also write the screenshots to
-``docs/images/`` (that is how the README's pictures are made).
-"""
+"""End to end in a real browser: `streamlit run app.py`, Debian's chromium, Playwright."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
+from browser import app_url, browser, keep, metric, needs_chromium, wait_idle, wait_metric_changes  # noqa: F401
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
-def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until the script run finished (Streamlit's running indicator is gone)."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
-
-
-def metric(page, label: str) -> str:
-    box = page.locator('[data-testid="stMetric"]', has_text=label).first
-    return box.locator('[data-testid="stMetricValue"]').inner_text()
-
-
-def wait_metric_changes(page, label: str, before: str, timeout: float = 90_000) -> str:
-    """Wait until the metric ``label`` no longer shows ``before`` and the run is done; return the new value."""
-    page.wait_for_function(
-        "([label, before]) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some("
-        "m => m.innerText.includes(label) && !m.innerText.includes(before))", arg=[label, before], timeout=timeout)
-    wait_idle(page)
-    return metric(page, label)
-
-
-def keep(page, tmp_path: Path, name: str) -> Path:
-    shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=False)
-    if os.environ.get("EXPLORER_SAVE_SCREENSHOTS"):
-        target = ROOT / "docs" / "images" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, target)
-    return shot
-
+pytestmark = needs_chromium
 
 def test_residual_toggle_changes_the_totals(app_url, browser, tmp_path):
     from explorer.cost import count_costs

@@ -23,6 +23,11 @@ def open_app() -> AppTest:
     return at
 
 
+def knob(at: AppTest, kind: str, label: str):
+    """The sidebar widget of a knob, found by its label (its key carries a generation)."""
+    return next(w for w in getattr(at.sidebar, kind) if w.label == label)
+
+
 def shown_params(at: AppTest) -> int:
     return int(next(m.value for m in at.metric if m.label == "Parameters").replace(",", ""))
 
@@ -44,7 +49,7 @@ def test_opens_on_xception_with_totals_graph_and_flows():
 def test_residual_off_changes_params_by_the_cost_models_delta():
     at = open_app()
     before = shown_params(at)
-    at.sidebar.toggle(key="knob_residual").set_value(False).run()
+    knob(at, "toggle", "Residual connections").set_value(False).run()
     assert not at.exception
     spec = load_spec("xception")
     delta = diff_specs(spec, spec.with_overrides(residual=False)).totals["params"]
@@ -92,7 +97,7 @@ def test_preset_switch_and_page_switch_keep_session_state():
     at = open_app()
     at.sidebar.selectbox[0].select("inception_v3").run()
     assert shown_params(at) == model_params(load_spec("inception_v3"))
-    at.sidebar.toggle(key="knob_aux_logits").set_value(False).run()
+    knob(at, "toggle", "Auxiliary head").set_value(False).run()
     at.switch_page(f"{PAGES}/costs.py").run()
     assert not at.exception
     assert shown_params(at) == model_params(load_spec("inception_v3").with_overrides(aux_logits=False))
@@ -106,8 +111,8 @@ def test_two_sessions_keep_their_own_specs():
     """
     spec = load_spec("xception")
     a, b = open_app(), open_app()
-    a.sidebar.toggle(key="knob_residual").set_value(False).run()
-    b.sidebar.number_input(key="knob_middle_repeats").set_value(2).run()
+    knob(a, "toggle", "Residual connections").set_value(False).run()
+    knob(b, "number_input", "Middle-flow blocks").set_value(2).run()
     for _ in range(2):  # rerun each in turn: the other session's change must not leak in
         a.run()
         b.run()
@@ -127,7 +132,7 @@ def test_costs_page_table_whatif_and_compare():
     assert len(table) == len([layer for layer in build_model(spec).layers if not layer.train_only])
     assert {"MACs as built", "MACs with regular convs", "Separable / regular"} <= {m.label for m in at.metric}
     at.button(key="pin").click().run()
-    at.sidebar.selectbox(key="knob_mid_activation").select("relu").run()
+    knob(at, "selectbox", "Activation between depthwise and pointwise").select("relu").run()
     assert not at.exception
     deltas = {m.label: m.delta for m in at.metric}
     assert deltas["Parameters"] in (None, "")  # an activation adds no parameters

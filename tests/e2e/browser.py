@@ -1,0 +1,114 @@
+"""Fixtures and helpers of the real-browser tests: one `streamlit run app.py` server per module, Debian's chromium.
+
+Set ``EXPLORER_SAVE_SCREENSHOTS=1`` to also write the screenshots that :func:`keep` takes to
+``docs/images/`` (that is how the README's pictures are made).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Wait until the script run finished (Streamlit's running indicator is gone)."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def wait_run(page, timeout: float = 60_000) -> None:
+    """After an action: wait for the script run it starts (if it shows within 2 s) to finish.
+
+    :func:`wait_idle` alone can return before a run has even begun; this one gives the run time to
+    show Streamlit's running indicator first, so what is read next comes from the finished run.
+    """
+    try:
+        page.wait_for_selector('[data-testid="stStatusWidget"]', timeout=2_000)
+    except Exception:  # the run was over before it could be seen, or no run was needed
+        pass
+    wait_idle(page, timeout)
+
+
+def metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return box.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def wait_metric_changes(page, label: str, before: str, timeout: float = 90_000) -> str:
+    """Wait until the metric ``label`` no longer shows ``before`` and the run is done; return the new value."""
+    page.wait_for_function(
+        "([label, before]) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')].some("
+        "m => m.innerText.includes(label) && !m.innerText.includes(before))", arg=[label, before], timeout=timeout)
+    wait_idle(page)
+    return metric(page, label)
+
+
+def keep(page, tmp_path: Path, name: str) -> Path:
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=False)
+    if os.environ.get("EXPLORER_SAVE_SCREENSHOTS"):
+        target = ROOT / "docs" / "images" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target)
+    return shot

@@ -1,0 +1,229 @@
+"""The core loop in a real browser, where widget state lives in the page (AppTest cannot see it):
+knobs that come back after a reset or an edit, the A label, the blocks table, and one walk through
+the whole main loop that fails on any exception or error box."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser import (  # noqa: F401 (fixtures)
+    app_url,
+    browser,
+    keep,
+    metric,
+    needs_chromium,
+    wait_idle,
+    wait_metric_changes,
+    wait_run,
+)
+
+from playwright.sync_api import expect
+
+from explorer.cost import count_costs
+from explorer.format import si
+from explorer.spec import Spec, load_spec, parse_spec
+
+pytestmark = needs_chromium
+
+XCEPTION = load_spec("xception")
+
+
+def params_of(spec) -> str:
+    """The parameter total as the app shows it, from the cost model (the oracle the tests share)."""
+    return f"{count_costs(spec).totals['params']:,}"
+
+
+@pytest.fixture
+def page(app_url, browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_text("Parameters").first.wait_for(timeout=90_000)
+    wait_idle(page)
+    yield page
+    context.close()
+
+
+def sidebar(page):
+    return page.locator('[data-testid="stSidebar"]')
+
+
+def assert_no_errors(page) -> None:
+    """No exception and no error box anywhere on the page."""
+    wait_idle(page)
+    exceptions = page.locator('[data-testid="stException"]')
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def only(locator):
+    """The one element ``locator`` finds, once the run has removed the stale copy a new widget key leaves."""
+    expect(locator).to_have_count(1, timeout=30_000)
+    return locator
+
+
+def residual_on(page) -> bool:
+    return only(sidebar(page).get_by_role("switch", name="Residual connections")).is_checked()
+
+
+def middle_blocks(page) -> str:
+    return only(sidebar(page).get_by_label("Middle-flow blocks", exact=True)).input_value()
+
+
+def set_middle_blocks(page, n: int) -> None:
+    box = sidebar(page).get_by_label("Middle-flow blocks", exact=True)
+    box.fill(str(n))
+    box.press("Enter")
+
+
+def unrelated_click(page) -> None:
+    """A click that must not change the network: the graph's "Size by" control."""
+    radio = page.get_by_role("radiogroup", name="Size by").get_by_role("radio", name="parameters")
+    radio.click()
+    expect(radio).to_have_attribute("aria-checked", "true")
+    wait_run(page)
+
+
+def choose(page, label: str, option: str, where=None) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    (where or page).get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_run(page)
+
+
+def test_reset_then_an_unrelated_click_keeps_the_base_values(page):
+    base = params_of(XCEPTION)
+    sidebar(page).get_by_text("Residual connections").click()
+    wait_metric_changes(page, "Parameters", base)
+    set_middle_blocks(page, 2)
+    assert wait_metric_changes(page, "Parameters", params_of(XCEPTION.with_overrides(residual=False))) == \
+        params_of(XCEPTION.with_overrides(residual=False, middle_repeats=2))
+    sidebar(page).get_by_role("button", name="Reset knobs").click()
+    assert wait_metric_changes(page, "Parameters", params_of(XCEPTION.with_overrides(
+        residual=False, middle_repeats=2))) == base
+    assert residual_on(page) and middle_blocks(page) == "8"  # the widgets show the base's values
+    unrelated_click(page)
+    assert metric(page, "Parameters") == base
+    assert residual_on(page) and middle_blocks(page) == "8"
+
+
+def test_a_yaml_edit_sticks_across_a_further_click(page):
+    page.get_by_role("tab", name="YAML").click()
+    area = page.locator("textarea[aria-label=\"Spec (YAML)\"]")
+    expect(area).to_have_value(re.compile("repeat: 8"), timeout=30_000)  # a tab draws its content when opened
+    text = area.input_value()
+    area.fill(text.replace("repeat: 8", "repeat: 4"))
+    area.press("Control+Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Validate and apply YAML").click()
+    four = XCEPTION.with_overrides(middle_repeats=4)
+    assert wait_metric_changes(page, "Parameters", params_of(XCEPTION)) == params_of(four)
+    assert middle_blocks(page) == "4"
+    assert page.get_by_text("Applied the YAML").count() == 1  # the edit is confirmed, with its delta
+    unrelated_click(page)
+    assert metric(page, "Parameters") == params_of(four)
+    assert middle_blocks(page) == "4"
+
+
+def test_an_uploaded_spec_sticks_across_a_further_click(page, tmp_path):
+    two = XCEPTION.with_overrides(middle_repeats=2)
+    path = tmp_path / "two_blocks.yaml"
+    path.write_text(two.to_yaml())
+    page.get_by_role("tab", name="File").click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    assert wait_metric_changes(page, "Parameters", params_of(XCEPTION)) == params_of(two)
+    assert middle_blocks(page) == "2"
+    unrelated_click(page)
+    assert metric(page, "Parameters") == params_of(two)
+    assert middle_blocks(page) == "2"
+
+
+def test_the_a_label_follows_the_network_it_pins(page):
+    sidebar(page).get_by_role("link", name="Costs").click()
+    wait_idle(page)
+    page.get_by_role("tab", name="Compare A / B").click()
+    label = page.get_by_label("Label for A", exact=True)
+    assert label.input_value() == "xception"
+    choose(page, "Network", "inception_v3", sidebar(page))
+    wait_metric_changes(page, "Parameters", params_of(XCEPTION))
+    page.get_by_role("tab", name="Compare A / B").click()
+    expect(page.get_by_label("Label for A", exact=True)).to_have_value("inception_v3")
+    page.get_by_role("button", name="Pin current as A").click()
+    page.get_by_text("A: inception_v3 — B: inception_v3").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    choose(page, "Network", "xception", sidebar(page))
+    wait_metric_changes(page, "Parameters", params_of(load_spec("inception_v3")))
+    page.get_by_role("tab", name="Compare A / B").click()
+    page.get_by_text("A: inception_v3 — B: xception").first.wait_for(timeout=30_000)
+    expect(page.get_by_label("Label for A", exact=True)).to_have_value("xception")
+    assert_no_errors(page)
+
+
+def settled_box(page, locator) -> dict:
+    """The element's box once the page has stopped moving it (tabs draw late, scrolling is smooth)."""
+    last = None
+    for _ in range(40):
+        box = locator.bounding_box()
+        if box == last:
+            return box
+        last = box
+        page.wait_for_timeout(150)
+    return last
+
+
+def edit_blocks_cell(page, row: int, column: int, value: str) -> None:
+    """Type ``value`` into the blocks table's cell (row, column): move there with the keyboard, open the
+    cell's editor, type, commit, and wait until the grid holds the new text."""
+    page.get_by_role("tab", name="Blocks table").click()
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    expect(grid.get_by_test_id("glide-cell-1-0")).to_have_text(XCEPTION.blocks[0].name)  # drawn once opened
+    grid.scroll_into_view_if_needed()
+    box = settled_box(page, grid)
+    selected = grid.locator('[role="gridcell"][aria-selected="true"]')
+    for _ in range(3):  # the first click on a fresh grid may only focus it
+        page.mouse.click(box["x"] + 60, box["y"] + 52)  # the first body cell (name of the first block)
+        try:
+            expect(selected).to_have_count(1, timeout=2_000)
+            break
+        except AssertionError:
+            continue
+    expect(selected).to_have_attribute("data-testid", "glide-cell-1-0")
+    for _ in range(row):
+        page.keyboard.press("ArrowDown")
+    for _ in range(column):
+        page.keyboard.press("ArrowRight")
+    expect(selected).to_have_attribute("data-testid", f"glide-cell-{column + 1}-{row}")
+    page.keyboard.press("Enter")
+    editor = page.locator("textarea.gdg-input")
+    editor.fill(value)
+    editor.press("Enter")
+    # the grid's accessible copy: glide-cell-COLUMN-ROW, columns counted from 1
+    expect(grid.get_by_test_id(f"glide-cell-{column + 1}-{row}")).to_have_text(value)
+    wait_run(page)
+
+
+def edited(block: str, **fields) -> Spec:
+    """Xception with one block's fields changed, made from its data (not through the table code)."""
+    data = XCEPTION.model_dump(mode="json")
+    next(b for b in data["blocks"] if b["name"] == block).update(fields)
+    return parse_spec(data)
+
+
+@pytest.mark.parametrize(("block", "column", "value", "changed", "shown"), [
+    ("middle.block", "repeat", "3", XCEPTION.with_overrides(middle_repeats=3), "Parameters"),
+    ("entry.conv1", "out", "16", edited("entry.conv1", out=16), "Parameters"),
+    ("entry.block2", "stride", "1", edited("entry.block2", stride=1), "MACs"),
+])
+def test_the_blocks_table_edits_repeat_out_and_stride(page, block, column, value, changed, shown):
+    from explorer.spec.table import COLUMNS
+
+    before = metric(page, shown)
+    edit_blocks_cell(page, [b.name for b in XCEPTION.blocks].index(block), COLUMNS.index(column), value)
+    page.get_by_role("button", name="Apply table").click()
+    totals = count_costs(changed).totals
+    expected = f"{totals['params']:,}" if shown == "Parameters" else si(totals["macs"])
+    assert wait_metric_changes(page, shown, before) == expected
+    expect(page.get_by_text("Applied the table")).to_have_count(1)
+    assert_no_errors(page)
