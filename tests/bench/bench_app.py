@@ -27,17 +27,20 @@ sys.path.insert(0, str(ROOT))
 def knob_changes() -> None:
     from streamlit.testing.v1 import AppTest
 
-    for preset, key, values in [("xception", "knob_residual", [False, True]),
-                                ("inception_v3", "knob_aux_logits", [False, True])]:
+    def knob(at, kind: str, label: str):  # knob keys carry a generation: find the widget by its label
+        return next(w for w in getattr(at.sidebar, kind) if w.label == label)
+
+    for preset, label, values in [("xception", "Residual connections", [False, True]),
+                                  ("inception_v3", "Auxiliary head", [False, True])]:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
         if preset != "xception":
             at.sidebar.selectbox[0].select(preset).run()
         cold, warm = [], []
         for width in (1.0, 0.75, 0.5):  # a new width each round makes the first flip a new configuration
-            at.sidebar.select_slider(key="knob_width").set_value(width).run()
+            knob(at, "select_slider", "Width multiplier").set_value(width).run()
             for i, value in enumerate(values * 2):
                 start = time.perf_counter()
-                at.sidebar.toggle(key=key).set_value(value).run()
+                knob(at, "toggle", label).set_value(value).run()
                 (cold if i < 2 else warm).append(time.perf_counter() - start)
                 assert not at.exception, at.exception[0].value
         for label, times in (("new configuration", cold), ("seen configuration", warm)):
