@@ -61,14 +61,14 @@ def totals_row(spec: Spec, base: Spec | None = None, pinned: tuple[Spec, str] | 
     if pinned is not None:
         a, label = pinned
         ta = costs(a).totals
-        parts = [f"{name.lower()} {signed(t[key] - ta[key], fmt) or 'same'}" for name, key, fmt, _ in TOTALS]
+        parts = [f"{name} {signed(t[key] - ta[key], fmt) or 'same'}" for name, key, fmt, _ in TOTALS]
         st.caption(f"Against A ({label}): " + " · ".join(parts))
 
 
 def change_summary(before: Spec, after: Spec) -> str:
     """What an edit did to the totals, in one line: ``parameters 22,855,952 → 16,xxx (-x%), MACs ...``."""
     a, b = costs(before).totals, costs(after).totals
-    parts = [f"{label.lower()} {fmt(a[key])} → {fmt(b[key])}" + percent(b[key] - a[key], a[key])
+    parts = [f"{label} {fmt(a[key])} → {fmt(b[key])}" + percent(b[key] - a[key], a[key])
              for label, key, fmt, _ in TOTALS if a[key] != b[key]]
     return "; ".join(parts) if parts else "the totals are unchanged"
 

@@ -227,3 +227,33 @@ def test_the_blocks_table_edits_repeat_out_and_stride(page, block, column, value
     assert wait_metric_changes(page, shown, before) == expected
     expect(page.get_by_text("Applied the table")).to_have_count(1)
     assert_no_errors(page)
+
+
+def test_a_narrow_screen_reflows(app_url, browser, tmp_path):
+    """At 800 px nothing is truncated or cut off: metrics, segmented controls, the charts."""
+    context = browser.new_context(viewport={"width": 800, "height": 1000})
+    page = context.new_page()
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_text("Parameters").first.wait_for(timeout=90_000)
+    wait_idle(page)
+    sidebar(page).get_by_text("Residual connections").click()
+    wait_metric_changes(page, "Parameters", params_of(XCEPTION))
+    keep(page, tmp_path, "app_narrow.png")
+    overflowing = page.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMain"]').getBoundingClientRect();
+        const clipped = (e) => e.scrollWidth > e.clientWidth + 1;
+        const out = [];
+        for (const e of document.querySelectorAll('[data-testid="stMetricValue"], [data-testid="stMetricDelta"]'))
+            if (clipped(e) || clipped(e.firstElementChild || e)) out.push('metric ' + e.innerText);
+        for (const e of document.querySelectorAll('[data-testid="stMain"] [role="radio"]')) {
+            const r = e.getBoundingClientRect();
+            if (clipped(e) || r.right > main.right + 1) out.push('control ' + e.innerText);
+        }
+        for (const e of document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')) {
+            const r = e.getBoundingClientRect();
+            if (r.right > main.right + 1) out.push('chart ending at ' + r.right + ' of ' + main.right);
+        }
+        return out;
+    }""")
+    assert overflowing == []
+    context.close()

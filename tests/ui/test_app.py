@@ -147,3 +147,40 @@ def test_other_pages_render(page):
     at = open_app()
     at.switch_page(f"{PAGES}/{page}").run()
     assert not at.exception
+
+
+def test_every_knob_change_shows_its_delta_against_the_base_and_the_description_follows():
+    """mid_activation=relu adds no parameters or MACs, but the element-wise ops and the memory move:
+    the totals show it, with the cost model's own delta; the description no longer says what is gone."""
+    at = open_app()
+    spec = load_spec("xception")
+    knob(at, "selectbox", "Activation between depthwise and pointwise").select("relu").run()
+    knob(at, "toggle", "Residual connections").set_value(False).run()
+    assert not at.exception
+    changed = spec.with_overrides(mid_activation="relu", residual=False)
+    delta = diff_specs(spec, changed).totals
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Element-wise ops"].delta.startswith("+" if delta["elementwise_ops"] > 0 else "-")
+    assert metrics["Parameters"].delta.startswith(f"{delta['params']:,} ")  # e.g. -977,072 (-4.3%)
+    assert metrics["Peak activations"].delta  # memory moved too
+    captions = " ".join(c.value for c in at.caption)
+    assert "residual connections off" in captions and "ReLU between depthwise and pointwise" in captions
+    assert "with residual connections, in an entry flow" not in captions  # the preset's own words are gone
+    at.sidebar.button(key="reset_knobs").click().run()
+    assert all(not m.delta for m in at.metric)
+    assert shown_params(at) == model_params(spec)
+
+
+def test_a_table_edit_is_confirmed_with_what_it_changed():
+    at = open_app()
+    editor = at.data_editor[0]
+    table = editor.value
+    row = int(table.index[table["name"] == "middle.block"][0])
+    at.session_state[editor.key] = {"edited_rows": {row: {"repeat": "4"}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    at.button(key="apply_table").click().run()
+    four = load_spec("xception").with_overrides(middle_repeats=4)
+    assert shown_params(at) == model_params(four)
+    before, after = (f"{model_params(s):,}" for s in (load_spec("xception"), four))
+    assert any("Applied the table" in s.value and f"{before} → {after}" in s.value for s in at.success)
+    assert knob(at, "number_input", "Middle-flow blocks").value == 4

@@ -31,8 +31,10 @@ with layers_tab:
     table = pd.DataFrame(report.by("layer"))
     table = table.assign(in_shape=table["in_shape"].map(shape_text), out_shape=table["out_shape"].map(shape_text))
     filters = st.container(horizontal=True, gap="small")
-    flows = filters.multiselect("Flows", list(dict.fromkeys(table["flow"])), key="cost_flows", width=260)
-    kinds = filters.multiselect("Kinds", sorted(set(table["kind"])), key="cost_kinds", width=260)
+    flow_options, kind_options = list(dict.fromkeys(table["flow"])), sorted(set(table["kind"]))
+    # keyed by the choices: a filter picked for one network never hides another's rows
+    flows = filters.multiselect("Flows", flow_options, key=f"cost_flows_{'_'.join(flow_options)}", width=260)
+    kinds = filters.multiselect("Kinds", kind_options, key=f"cost_kinds_{'_'.join(kind_options)}", width=260)
     hide_aux = filters.toggle("Hide training-only", value=True, key="cost_hide_aux",
                               help="Inception's auxiliary head runs in training only.")
     shown = table
