@@ -137,6 +137,9 @@ def _log_scale(values: Iterable[int]) -> list[float]:
     return [math.log10(1 + v) for v in values]
 
 
+_NARROW_PX = 700  # the plot width a narrow screen gives the figure
+
+
 def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy | None = "macs", *,
                  title: str | None = None, width: int | None = None, height: int | None = None,
                  row_width: int | None = None, selected: Iterable[str] = ()) -> go.Figure:
@@ -192,12 +195,20 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
                                  customdata=projections,
                                  marker=dict(symbol="square", size=7, color=SKIP_COLOR)))
 
-    # neighbours in a row put their labels on alternate sides, so long names (Inception's stem) never run together
+    # A label goes above its node when it would run into its left neighbour's label below, judged at a
+    # narrow screen's width (the page may draw the figure narrower than it asks): long names never run together.
     text_side: dict[str, str] = {}
+    unit_px = (min(plot_px, _NARROW_PX) - _LABEL_PX) / max(x_range, 1)
     for row_y in {pos[n][1] for n in nodes}:
-        in_row = sorted((n for n in nodes if pos[n][1] == row_y), key=lambda n: pos[n][0])
-        for i, n in enumerate(in_row):
-            text_side[n] = "bottom center" if i % 2 == 0 else "top center"
+        right_end = -math.inf  # where the last label below ends, in px
+        for n in sorted((n for n in nodes if pos[n][1] == row_y), key=lambda n: pos[n][0]):
+            half = max(map(len, _wrap_label(_block_label(data[n]["label"], data[n]["flow"])).split("<br>"))) \
+                * _CHAR_PX / 2
+            x = pos[n][0] * unit_px
+            if x - half > right_end + 6:
+                text_side[n], right_end = "bottom center", x + half
+            else:
+                text_side[n] = "top center"
 
     def node_trace(members: list[str], name: str, marker: dict, showlegend: bool = True) -> go.Scatter:
         return go.Scatter(
