@@ -81,7 +81,7 @@ def test_summary_is_mean_and_sample_std_over_seeds():
 def test_figure_has_one_colour_per_variant_and_a_band_where_there_are_seeds():
     figure = ablation_figure(_result(), ("test_acc", "train_loss"))
     legend = [t for t in figure.data if t.showlegend is not False and t.fill != "toself"]
-    assert [t.name.split(":")[0] for t in legend] == ["residual=true", "residual=false"]
+    assert [t.name.split(":")[0] for t in legend] == ["residual on", "residual off"]  # words, not code
     assert "98.0 ± 1.0 %" in legend[0].name  # the final accuracy, mean ± std, in %
     bands = [t for t in figure.data if t.fill == "toself"]
     assert len(bands) == 2  # residual=true (3 seeds) in both panels; one seed has no band
@@ -107,7 +107,7 @@ def test_training_figure_shows_train_and_test_curves():
 
     history = _history([1.0, 0.5], [0.9, 0.95])
     figure = training_figure(history, epochs=10)
-    assert [t.name for t in figure.data] == ["train", "test", "train", "test"]
+    assert [t.name for t in figure.data] == ["training", "test", "training", "test"]
     assert list(figure.data[1].y) == [0.9, 0.95] and list(figure.data[3].y) == [2.0, 1.0]
     assert tuple(figure.layout.xaxis.range) == (0.5, 10.5)
 

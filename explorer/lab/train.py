@@ -2,9 +2,11 @@
 
 The same seed gives the same curves: the seed fixes the initial weights
 (``build_model(spec, seed=...)``) and the order of the batches; nothing else
-draws random numbers. The network trains in ``train()`` and is evaluated in
-``eval()`` after every epoch; an Inception spec's ``(logits, aux)`` output in
-training adds the auxiliary loss with weight 0.4 (as torchvision's recipe).
+draws random numbers (the images that re-estimate batch norm come from their own
+seeded generator). The network trains in ``train()`` and is evaluated in ``eval()``
+after every epoch, once its batch-norm running statistics have been re-estimated on
+training images (:func:`recalibrate_batch_norm`); an Inception spec's
+``(logits, aux)`` output in training adds the auxiliary loss with weight 0.4 (as torchvision's recipe).
 Progress goes to a callback (a progress bar, live curves); returning
 ``False`` from it stops the run after the current batch.
 """
@@ -15,7 +17,7 @@ import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -34,7 +36,13 @@ class TrainError(ExplorerError, ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The recipe: AdamW with a per-step cosine decay of the learning rate to zero."""
+    """The recipe: AdamW with a per-step cosine decay of the learning rate to zero.
+
+    ``bn_recalibration``: how many training images re-estimate the batch-norm running
+    statistics before each test evaluation (0 keeps the running averages of training).
+    ``threads``: CPU threads for torch during the run (``None`` leaves torch's setting); a
+    small network trains fastest on one thread of a busy machine.
+    """
 
     epochs: int = 10
     batch_size: int = 64
@@ -42,6 +50,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"
+    bn_recalibration: int = 512
+    threads: int | None = None
 
     def check(self) -> None:
         """Raise :class:`TrainError` on a setting that cannot work."""
@@ -53,6 +63,10 @@ class TrainConfig:
             raise TrainError(f"learning rate must be a positive number, got {self.lr}")
         if self.weight_decay < 0:
             raise TrainError(f"weight decay must not be negative, got {self.weight_decay}")
+        if self.threads is not None and self.threads < 1:
+            raise TrainError(f"threads must be at least 1, got {self.threads}")
+        if self.bn_recalibration < 0:
+            raise TrainError(f"batch-norm recalibration images must not be negative, got {self.bn_recalibration}")
 
     def to_dict(self) -> dict:
         """Plain data (JSON)."""
@@ -137,7 +151,7 @@ def fit_spec_to_data(spec: Spec, data: ImageData, *, strict: bool = False) -> tu
     if strict:
         raise DataError(f"num_classes is {spec.num_classes} but the data has {n} classes")
     return spec.with_overrides(num_classes=n), [
-        f"num_classes set to {n} from the data (the spec had {spec.num_classes})"]
+        f"classes (num_classes) set to {n:,} from the data (the spec had {spec.num_classes:,})"]
 
 
 def batches(n: int, size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
@@ -178,6 +192,145 @@ def predict(model: nn.Module, x: torch.Tensor, *, in_channels: int, device: torc
     return torch.cat(out) if out else torch.empty(0)
 
 
+def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, in_channels: int,
+                           device: torch.device | str = "cpu", batch_size: int = 256) -> int:
+    """Replace every batch-norm layer's running mean and variance by their average over the
+    uint8 images ``x`` (the rest of the network in ``eval()``); return how many layers changed.
+
+    Early in training the running averages (momentum 0.1) trail weights that still move
+    fast, so an ``eval()`` test of the first epoch can sit near chance while training
+    accuracy is high. Re-estimating them with the current weights ("precise BN") removes
+    the lag; the weights are untouched.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or len(x) < 2:
+        return 0
+    momenta = [m.momentum for m in norms]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below, not an EMA
+        m.train()
+    try:
+        with torch.no_grad():
+            for index in batches(len(x), batch_size):
+                if len(index) < 2:
+                    break
+                model(to_model_input(x[index].to(device), in_channels))
+    finally:
+        changed = 0
+        for m, momentum, (mean, var, tracked) in zip(norms, momenta, saved):
+            m.momentum = momentum
+            if int(m.num_batches_tracked) == 0:  # not on the eval path (an aux head): keep what it had
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(tracked)
+            else:
+                changed += 1
+        model.eval()
+    return changed
+
+
+ESTIMATE_BATCH_MACS = 2e9  # a full-batch training step is timed when its forward is at most this
+
+
+def estimate_epoch_seconds(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
+                           steps: int = 3) -> float:
+    """Seconds one epoch of :func:`train` should take on this machine, measured now.
+
+    Times the fastest of ``steps`` training steps on a full batch (after a warm-up step)
+    and an evaluation forward, and scales them to the epoch's batches, its recalibration
+    images and its test images. A network whose full-batch forward exceeds
+    ``ESTIMATE_BATCH_MACS`` (counted from the spec) is timed on two images and scaled per
+    image, which then dominates the fixed cost of a step, so the estimate stays cheap.
+    """
+    from explorer.cost import count_costs
+    from explorer.infer.device import resolve_device
+
+    config.check()
+    spec, _ = fit_spec_to_data(spec, data)
+    device = resolve_device(config.device)
+    model = build_model(spec, seed=config.seed).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    n = len(data.train_y)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def step(size: int) -> float:
+        model.train()
+        tick = time.perf_counter()
+        out = model(to_model_input(data.train_x[:size].to(device), spec.in_channels))
+        logits = out[0] if isinstance(out, tuple) else out
+        loss = nn.functional.cross_entropy(logits, data.train_y[:size].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
+        return time.perf_counter() - tick
+
+    def forward(size: int) -> float:
+        model.eval()
+        with torch.no_grad():
+            tick = time.perf_counter()
+            model(to_model_input(data.train_x[:size].to(device), spec.in_channels))
+            sync()
+            return time.perf_counter() - tick
+
+    size = max(2, min(config.batch_size, n))
+    if count_costs(spec).totals["macs"] * size > ESTIMATE_BATCH_MACS:
+        size = 2
+    with cpu_threads(config.threads if device.type == "cpu" else None):
+        step(size)  # the first call of a shape pays one-off setup costs
+        # the fastest step: a busy machine stalls single steps, and the run's own time replaces this later
+        training = min(step(size) for _ in range(max(1, steps))) * n / size
+        forward(size)
+        per_image = min(forward(size), forward(size)) / size
+    return training + per_image * (len(data.test_y) + min(config.bn_recalibration, n))
+
+
+LAG_EPOCHS = 3
+LAG_POINTS = 0.2
+
+
+def accuracy_lag_note(history: Sequence[EpochStats], *, recalibrated: bool = True) -> str | None:
+    """A line explaining a test accuracy far below the training accuracy in an early epoch
+    (at most ``LAG_EPOCHS``, ``LAG_POINTS`` or more apart), else ``None``."""
+    lagging = [h for h in history if h.epoch <= LAG_EPOCHS and h.train_acc - h.test_acc >= LAG_POINTS]
+    if not lagging:
+        return None
+    h = lagging[-1]
+    cause = (f"After epoch {h.epoch} the test accuracy ({h.test_acc:.1%}) lags the training accuracy "
+             f"({h.train_acc:.1%}). The test runs in eval mode, where batch norm uses running averages of "
+             "the training batches' statistics; early in training they trail weights that still change fast, "
+             "so the test can sit near chance.")
+    if recalibrated:
+        return cause + (" This run re-estimated them on training images before each test, so the gap is the "
+                        "network's own: more epochs or more data should close it.")
+    return cause + (" They catch up within a few epochs; re-estimating them on training images before each "
+                    "test (the Lab does it by default) removes most of the gap.")
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (``None``: as they are), restoring them after.
+
+    With OpenMP the setting belongs to the calling thread, so a Streamlit session training
+    on one thread leaves the other sessions' threads alone.
+    """
+    if not threads:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 @contextlib.contextmanager
 def _deterministic(device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
@@ -214,11 +367,13 @@ def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     order = torch.Generator().manual_seed(config.seed)
+    # its own generator, so the batch order is the same with and without recalibration
+    calibration = torch.Generator().manual_seed(config.seed + 1)
     history: list[EpochStats] = []
     stopped = False
     start = time.perf_counter()
     in_ch = spec.in_channels
-    with _deterministic(device):
+    with _deterministic(device), cpu_threads(config.threads if device.type == "cpu" else None):
         for epoch in range(1, config.epochs + 1):
             tick = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -242,6 +397,9 @@ def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
                                                         loss.item(), tuple(history))) is False:
                     stopped = True
                     break
+            if config.bn_recalibration:
+                pick = torch.randperm(n, generator=calibration)[:config.bn_recalibration]
+                recalibrate_batch_norm(model, data.train_x[pick], in_channels=in_ch, device=device)
             test_loss, test_acc = evaluate(model, data.test_x, data.test_y, in_channels=in_ch, device=device)
             now = time.perf_counter()
             history.append(EpochStats(epoch, loss_sum / seen, correct / seen, test_loss, test_acc,

@@ -196,21 +196,24 @@ def changed_knobs(spec: Spec, values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in current and coerce_knob(k, v) != current[k]}
 
 
-def describe_knob(name: str, value: Any) -> str:
-    """One knob setting in words: ``describe_knob("residual", False)`` → ``'residual connections off'``."""
+def describe_knob(name: str, value: Any, *, short: bool = False) -> str:
+    """One knob setting in words: ``describe_knob("residual", False)`` → ``'residual connections off'``;
+    ``short=True`` (legends): ``'residual off'``, ``'ReLU mid activation'``."""
     value = coerce_knob(name, value)
     if name == "residual":
-        return f"residual connections {'on' if value else 'off'}"
+        return f"residual{'' if short else ' connections'} {'on' if value else 'off'}"
     if name == "mid_activation":
-        return ("no activation between depthwise and pointwise" if value == "none"
-                else f"{'ReLU' if value == 'relu' else 'ELU'} between depthwise and pointwise")
+        word = {"none": "no", "relu": "ReLU", "elu": "ELU"}[value]
+        if short:
+            return f"{word} mid activation"
+        return f"{word} {'activation ' if value == 'none' else ''}between depthwise and pointwise"
     if name == "middle_repeats":
-        return f"{value} middle-flow block{'s' if value != 1 else ''}"
+        return f"{value:,} middle-flow block{'s' if value != 1 else ''}"
     if name == "width":
         return f"width ×{value:g}"
     if name == "segments":
         return "depthwise spatial convs" if value == "depthwise" else (
-            "full spatial convs (1 segment)" if value == 1 else f"spatial convs in {value} segments")
+            "full spatial convs (1 segment)" if value == 1 else f"spatial convs in {value:,} segments")
     if name == "input_size":
         return f"{value}×{value} px input"
     if name == "num_classes":
@@ -218,6 +221,6 @@ def describe_knob(name: str, value: Any) -> str:
     return f"auxiliary head {'on' if value else 'off'}"  # aux_logits
 
 
-def describe_knobs(knobs: Mapping[str, Any]) -> str:
+def describe_knobs(knobs: Mapping[str, Any], *, short: bool = False) -> str:
     """Several knob settings in words, in the knobs' canonical order, joined by commas."""
-    return ", ".join(describe_knob(name, knobs[name]) for name in KNOBS if name in knobs)
+    return ", ".join(describe_knob(name, knobs[name], short=short) for name in KNOBS if name in knobs)

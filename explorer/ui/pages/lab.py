@@ -2,84 +2,267 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from explorer.cost import count_costs
 from explorer.lab import (
     AblationResult,
+    ImageData,
     TrainConfig,
     ablation_figure,
     load_ablation,
     load_data,
+    make_variants,
     run_ablation,
     save_trained,
     train,
     training_figure,
 )
-from explorer.spec import ExplorerError, load_spec
+from explorer.lab.figures import KNOB_LABELS, knob_phrase, variant_phrase
+from explorer.lab.train import accuracy_lag_note, estimate_epoch_seconds
+from explorer.spec import KNOBS, ExplorerError, Spec, SpecError, knob_applies, load_spec, parse_spec
 from explorer.ui import session
 
 SHIPPED = Path(__file__).resolve().parents[3] / "docs" / "ablation" / "ablation.json"
 QUICK_LIMIT = 200  # images per split for a quick check
+MINI = "mini_xception"
+# The sidebar's on/off design choices carry over to mini_xception; its sizes were chosen for
+# the sidebar's network (or are fixed by the data), so they do not.
+CARRIED = ("residual", "mid_activation", "segments")
+SIZES = {"width": "a size chosen for {net}", "middle_repeats": "a size chosen for {net}",
+         "input_size": "mini_xception takes 32 px", "num_classes": "the data sets the classes"}
+# A network whose training batch costs at most this trains fastest on one CPU thread: measured on
+# this 2-core machine under load, a quick mini_xception ablation took 12 s on one thread, 147 s on two.
+SMALL_BATCH_MACS = 2e9
+ACTIVATION_NAMES = {"none": "none", "relu": "ReLU", "elu": "ELU"}
+
+
+def duration(seconds: float) -> str:
+    """Seconds for people: '0.4 s', '45 s', '3 min 20 s', '1 h 5 min'."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 600:
+        m, s = divmod(round(seconds), 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    h, m = divmod(round(seconds / 60), 60)
+    return f"{h} h {m} min" if h else f"{m} min"
+
+
+def separated(text: str) -> str:
+    """Thousands separators in the integers of a stored line ("1438 training" → "1,438 training")."""
+    return re.sub(r"(?<![\d.,])\d{4,}(?![\d.,])", lambda m: f"{int(m.group()):,}", text)
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def mini_with_sidebar_knobs(changed: dict[str, Any], sidebar: str) -> tuple[Spec, dict[str, Any], list[str]]:
+    """mini_xception with the sidebar's changed knobs that make sense for it; (spec, applied, ignored phrases)."""
+    spec, applied, ignored = load_spec(MINI), {}, []
+    for name in (k for k in KNOBS if k in changed):
+        value = changed[name]
+        if name in SIZES:
+            ignored.append(f"{knob_phrase(name, value)} ({SIZES[name].format(net=sidebar)})")
+        elif name not in CARRIED or not knob_applies(spec, name):
+            ignored.append(f"{knob_phrase(name, value)} (does not apply to {MINI})")
+        else:
+            try:
+                spec = spec.with_overrides(**{name: value})
+            except SpecError as exc:
+                ignored.append(f"{knob_phrase(name, value)} ({exc})")
+            else:
+                applied[name] = value
+    return spec, applied, ignored
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def totals_of(spec_yaml: str) -> dict[str, int]:
+    """Parameters, MACs, ... of a spec (counted from the spec, cached by its YAML)."""
+    return dict(count_costs(parse_spec(spec_yaml)).totals)
+
+
+def describe_data(data: ImageData) -> str:
+    """One line with thousands separators: source, sizes, classes, split."""
+    return (f"{data.source}: {len(data.train_y):,} training and {len(data.test_y):,} test images, "
+            f"{len(data.classes):,} classes, {data.input_size}×{data.input_size} px ({data.split})")
+
+
+def cached_data(source: str, spec: Spec, limit: int | None) -> ImageData:
+    """The data for ``spec``, loaded once per session and setting (loading the digits takes a second or two)."""
+    key = (source, spec.input_size, spec.in_channels, limit)
+    store = st.session_state.setdefault("lab_data_cache", {})
+    if key not in store:
+        with st.spinner(f"Loading {source} at {spec.input_size} px…"):
+            store.clear()  # one data set at a time: a folder can be large
+            store[key] = load_data(source, input_size=spec.input_size, in_channels=spec.in_channels, limit=limit)
+    return store[key]
+
+
+def speed_key(spec: Spec, data: ImageData, config: TrainConfig) -> str:
+    text = f"{spec.to_yaml()}|{describe_data(data)}|{config.batch_size}|{config.bn_recalibration}|{config.threads}"
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def epoch_seconds(spec: Spec, data: ImageData, config: TrainConfig) -> tuple[float, str]:
+    """Seconds per epoch here and how they were found: the last training of this setting, or a
+    few training steps timed now (once per setting)."""
+    store = st.session_state.setdefault("lab_speed", {})
+    key = speed_key(spec, data, config)
+    if key not in store:
+        with st.spinner("Timing a few training steps of this network…"):
+            store[key] = (estimate_epoch_seconds(spec, data, config), "timed on a few training steps just now")
+    return store[key]
+
+
+def remember_speed(spec: Spec, data: ImageData, config: TrainConfig, seconds: float) -> None:
+    st.session_state.setdefault("lab_speed", {})[speed_key(spec, data, config)] = (
+        seconds, "measured in your last training")
+
+
+def progress_text(fraction: float, start: float, planned: float, what: str) -> str:
+    """``what`` with the time spent and an estimate of the time left (planned until 10 % is done)."""
+    elapsed = time.perf_counter() - start
+    left = elapsed * (1 - fraction) / fraction if fraction >= 0.1 else max(0.0, planned - elapsed)
+    return f"{what} · {duration(elapsed)} elapsed, about {duration(left)} left"
+
 
 st.title("Lab")
-st.caption("The paper's ablations are about learning, not cost: train the variants and watch the curves. "
-           "A small network on the handwritten digits trains in a minute on a CPU.")
+st.caption("The paper's ablations are about learning, not cost: train the variants on small data and watch "
+           "the curves.")
 
-current = session.current_spec()
-choices = {"mini_xception (preset)": load_spec("mini_xception"), f"{current.name} (sidebar)": current}
-c1, c2, c3 = st.columns([2, 2, 1])
-network = c1.selectbox("Network", list(choices), key="lab_network",
-                       help="mini_xception is Xception's structure at 32 px; the sidebar's network with its "
-                            "knobs may be too big to train here.")
-spec = choices[network]
+base, current = session.base_spec(), session.current_spec()
+knobs = session.knob_state()
+changed = {k: knobs[k] for k in session.changed_knob_names()}
+sidebar_is_mini = base.name == MINI
+if sidebar_is_mini:
+    choices = {"mini": f"{MINI} as set in the sidebar"}
+else:
+    choices = {"mini": MINI, "sidebar": f"{current.name}, as in the sidebar"}
+c1, c2 = st.columns([3, 2])
+network = c1.selectbox("Network to train", list(choices), format_func=choices.get, key="lab_network",
+                       help="mini_xception has Xception's entry, middle and exit flows at 32 px, narrow and "
+                            "shallow enough to train on a CPU. The sidebar's residual, mid-activation and segments "
+                            "knobs apply to it; its sizes (width, middle-flow blocks, input size, classes) do not. "
+                            "The sidebar's own network, with all its knobs, may be too big to train here.")
 source = c2.text_input("Data", "digits", key="lab_data",
-                       help="'digits' (scikit-learn's 8×8 digits), or a folder of CLASS/IMAGE files.")
-quick = c3.toggle("Quick check", key="lab_quick", help=f"Only {QUICK_LIMIT} training and test images.")
+                       help="'digits' (scikit-learn's 8×8 handwritten digits), or a folder of CLASS/IMAGE files.")
+
+changed_phrase = _and([knob_phrase(k, v) for k, v in changed.items()]) if changed else ""
+if network == "mini" and not sidebar_is_mini:
+    spec, applied, ignored = mini_with_sidebar_knobs(changed, base.name)
+    line = f"**Trains {MINI}** ({totals_of(spec.to_yaml())['params']:,} parameters)"
+    if applied:
+        line += f" with the sidebar's {_and([knob_phrase(k, v) for k, v in applied.items()])}"
+        what = f"{MINI}, {variant_phrase(applied)}"
+    else:
+        what = f"{MINI} as shipped"
+        line += " as shipped" + ("" if changed else ": the sidebar's residual, mid-activation and segments "
+                                                    "knobs apply here when you change them")
+    if ignored:
+        line += f"; ignored from the sidebar: {_and(ignored)}"
+else:
+    spec = current
+    what = f"{spec.name}, {changed_phrase}" if changed else spec.name
+    line = (f"**Trains {spec.name}** ({totals_of(spec.to_yaml())['params']:,} parameters) "
+            + (f"with every sidebar knob: {changed_phrase}" if changed else "as set in the sidebar (no knob changed)"))
+st.markdown(line + ".")
+
 c1, c2, c3 = st.columns(3)
-epochs = c1.number_input("Epochs", 1, 100, 10, key="lab_epochs")
-seed = c2.number_input("Seed", 0, 10_000, 0, key="lab_seed")
-lr = c3.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key="lab_lr")
-config = TrainConfig(epochs=int(epochs), seed=int(seed), lr=float(lr))
+epochs = int(c1.number_input("Epochs", 1, 100, 10, key="lab_epochs"))
+seed = int(c2.number_input("Seed", 0, 10_000, 0, key="lab_seed",
+                           help="Fixes the initial weights and the order of the batches."))
+lr = float(c3.number_input("Learning rate", 1e-5, 1.0, 3e-3, format="%.4f", key="lab_lr",
+                           help="AdamW's peak learning rate, decayed to zero over the run (cosine)."))
+quick = st.toggle("Quick check", key="lab_quick",
+                  help=f"Only {QUICK_LIMIT:,} training and {QUICK_LIMIT:,} test images.")
+recalibrate = st.toggle(
+    "Re-estimate batch norm before each test", True, key="lab_bn",
+    help="Batch norm tests with running averages of the training batches' statistics, which lag behind the "
+         "weights early in training (a first-epoch test can sit near chance). On: they are re-estimated on "
+         "512 training images with the current weights before each test (a forward pass, about a tenth of "
+         "an epoch).")
+defaults = TrainConfig()
+one_thread = totals_of(spec.to_yaml())["macs"] * defaults.batch_size <= SMALL_BATCH_MACS
+config = TrainConfig(epochs=epochs, seed=seed, lr=lr, threads=1 if one_thread else None,
+                     bn_recalibration=defaults.bn_recalibration if recalibrate else 0)
 limit = QUICK_LIMIT if quick else None
+
+data: ImageData | None = None
+per_epoch, how = 0.0, ""
+try:
+    data = cached_data(source, spec, limit)
+    per_epoch, how = epoch_seconds(spec, data, config)
+except ExplorerError as exc:
+    # the data's messages also serve the command line; here the input size is the sidebar's
+    st.error(str(exc).replace("(--set input_size=N)", "(the sidebar's Input size)"), icon="⚠️")
+else:
+    st.caption(f"{describe_data(data)}. About {duration(per_epoch)} per epoch here "
+               f"({how}{', on one CPU thread' if one_thread else ''}): "
+               f"{epochs:,} epoch{'s' if epochs != 1 else ''} ≈ {duration(per_epoch * epochs)}.")
 
 train_tab, ablate_tab, saved_tab = st.tabs(["Train", "Ablate", "Saved results"])
 
 with train_tab:
-    if st.button("Train", type="primary", key="lab_train"):
-        bar = st.progress(0.0, text="Loading the data…")
+    go_col, stop_col, _ = st.columns([1, 1, 3])
+    if go_col.button("Train", type="primary", key="lab_train", disabled=data is None) and data is not None:
+        stop = stop_col.empty()
+        stop.button("Stop", key="lab_train_stop", help="Stops the run and discards it.")
+        bar = st.progress(0.0, text="Starting…")
         chart = st.empty()
+        start = time.perf_counter()
+
+        def progress(p) -> None:
+            doing = (f"Epoch {p.epoch} of {p.epochs} · batch {p.batch} of {p.batches} · "
+                     f"training loss {p.loss:.3f}")
+            bar.progress(p.fraction, text=progress_text(p.fraction, start, per_epoch * p.epochs, doing))
+            if p.phase == "epoch":
+                chart.plotly_chart(training_figure(p.history, epochs=p.epochs), key=f"live_{p.epoch}",
+                                   width="stretch")
+
         try:
-            data = load_data(source, input_size=spec.input_size, in_channels=spec.in_channels, limit=limit)
-
-            def progress(p) -> None:
-                bar.progress(p.fraction, text=f"epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}, "
-                                              f"loss {p.loss:.3f}")
-                if p.phase == "epoch":
-                    chart.plotly_chart(training_figure(p.history, epochs=p.epochs), key=f"live_{p.epoch}")
-
             result = train(spec, data, config, on_progress=progress)
         except ExplorerError as exc:
             bar.empty()
+            stop.empty()
             st.error(str(exc), icon="⚠️")
         else:
-            bar.progress(1.0, text=f"done: test accuracy {result.test_accuracy:.2%}")
+            stop.empty()
+            bar.progress(1.0, text=f"Done in {duration(result.history[-1].elapsed)}: "
+                                   f"test accuracy {result.test_accuracy:.2%}")
+            remember_speed(spec, data, config, result.history[-1].elapsed / len(result.history))
             path = Path(tempfile.mkdtemp(prefix="explorer-lab-")) / f"{result.spec.name}.safetensors"
             save_trained(path, result, data, command="trained in the app's Lab page")
-            st.session_state["lab_last"] = {"history": result.history, "epochs": config.epochs,
-                                            "accuracy": result.test_accuracy, "path": str(path),
-                                            "notes": list(result.notes) + list(data.notes),
-                                            "describe": data.describe()}
+            st.session_state["lab_last"] = {
+                "history": result.history, "epochs": config.epochs, "accuracy": result.test_accuracy,
+                "path": str(path), "notes": list(dict.fromkeys(result.notes)), "describe": describe_data(data),
+                "spec_yaml": result.spec.to_yaml(), "what": what,
+                "recalibrated": config.bn_recalibration > 0}
             chart.empty()
     last = st.session_state.get("lab_last")
     if last:
-        st.plotly_chart(training_figure(last["history"], epochs=last["epochs"]), key="lab_result_curves")
-        st.metric("Final test accuracy", f"{last['accuracy']:.2%}")
-        st.caption(last["describe"])
+        history = last["history"]
+        st.caption(f"Last training: {last['what']}, on {last['describe']}.")
+        st.plotly_chart(training_figure(history, epochs=last["epochs"]), key="lab_result_curves", width="stretch")
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Test accuracy", f"{last['accuracy']:.2%}", help="On the test images, after the last epoch.")
+        m2.metric("Training accuracy", f"{history[-1].train_acc:.2%}",
+                  help="Measured in training mode during the last epoch, while the weights still changed.")
+        m3.metric("Time per epoch", duration(history[-1].elapsed / len(history)))
+        lag = accuracy_lag_note(history, recalibrated=last.get("recalibrated", False))
+        if lag:
+            st.info(lag, icon="ℹ️")
         for note in last["notes"]:
             st.caption(f"Note: {note}")
         st.download_button("Download the checkpoint (.safetensors, carries its spec)",
@@ -87,56 +270,96 @@ with train_tab:
                            key="lab_download")
         st.caption("Load it on the Classify & Explain page (as a weights file) to classify with it.")
 
-with ablate_tab:
-    knob_choices = {"residual": ["true", "false"], "mid_activation": ["none", "relu", "elu"]}
-    vary = []
-    cols = st.columns(len(knob_choices) + 1)
-    for col, (knob, values) in zip(cols, knob_choices.items()):
-        picked = col.multiselect(knob, values, default=values, key=f"lab_vary_{knob}")
-        if picked:
-            vary.append((knob, picked))
-    seeds = cols[-1].number_input("Seeds", 1, 10, 3, key="lab_seeds")
-    runs = 1
-    for _, values in vary:
-        runs *= len(values)
-    st.caption(f"{runs} variants × {seeds} seeds = {runs * seeds} trainings of {epochs} epochs.")
-    if st.button("Run the ablation", type="primary", key="lab_ablate", disabled=not vary):
-        bar = st.progress(0.0, text="Loading the data…")
-        chart = st.empty()
-        shown = [0]
 
-        def progress(p) -> None:
-            bar.progress(p.fraction, text=f"run {p.run}/{p.runs}: {p.variant}, seed {p.seed}, "
-                                          f"epoch {p.train.epoch}/{p.train.epochs}")
-            if len(p.result.runs) > shown[0]:
-                shown[0] = len(p.result.runs)
-                chart.plotly_chart(ablation_figure(p.result), key=f"ablation_live_{shown[0]}")
-
-        try:
-            result = run_ablation(spec, source, vary, seeds=range(int(seed), int(seed) + int(seeds)),
-                                  config=config, on_progress=progress, limit=limit)
-        except ExplorerError as exc:
-            bar.empty()
-            st.error(str(exc), icon="⚠️")
-        else:
-            bar.progress(1.0, text="done")
-            chart.empty()
-            st.session_state["lab_ablation"] = result.to_dict()
+def vary_choices(spec: Spec) -> dict[str, tuple[str, list[Any], Any]]:
+    """The knobs the ablation can vary on ``spec``: (label, values, how a value reads)."""
+    known = {
+        "residual": ("Residual connections", [True, False], lambda v: "on" if v else "off"),
+        "mid_activation": ("Activation between depthwise and pointwise", ["none", "relu", "elu"],
+                           ACTIVATION_NAMES.get),
+    }
+    return {k: v for k, v in known.items() if knob_applies(spec, k)}
 
 
 def show_ablation(result: AblationResult, key: str) -> None:
     """The overlaid curves and the final accuracies (mean ± std over seeds)."""
-    st.plotly_chart(ablation_figure(result), key=f"{key}_figure")
-    rows = [{"variant": r.variant, "seeds": r.seeds, "epochs": r.epochs,
+    st.plotly_chart(ablation_figure(result), key=f"{key}_figure", width="stretch")
+    summary = result.summary()
+    uniform = len({(r.seeds, r.epochs) for r in summary}) == 1
+    rows = [{"variant": variant_phrase(r.knobs) if result.vary else r.variant,
+             **({} if uniform else {"seeds": r.seeds, "epochs": r.epochs}),
              "final test accuracy": f"{r.test_acc_mean:.2%} ± {r.test_acc_std:.2%}",
              "best test accuracy": f"{r.best_test_acc_mean:.2%}",
-             "final test loss": f"{r.test_loss_mean:.4f} ± {r.test_loss_std:.4f}"} for r in result.summary()]
+             "final test loss": f"{r.test_loss_mean:.4f} ± {r.test_loss_std:.4f}",
+             "time per run": duration(r.seconds_mean)} for r in summary]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    each = (f"{summary[0].seeds:,} seed{'s' if summary[0].seeds != 1 else ''} of {summary[0].epochs:,} "
+            f"epoch{'s' if summary[0].epochs != 1 else ''} per variant. ") if summary and uniform else ""
+    st.caption(f"{each}Accuracy and loss after the last epoch, mean ± standard deviation over the seeds; "
+               "loss is the mean cross-entropy per test image. A mid activation is one between a separable "
+               "conv's depthwise and pointwise parts.")
+    for note in result.notes:
+        st.caption(f"Note: {note}")
     st.download_button("Download the results (JSON)", json.dumps(result.to_dict(), indent=1),
                        file_name="ablation.json", key=f"{key}_download")
 
 
 with ablate_tab:
+    options = vary_choices(spec)
+    vary: list[tuple[str, list[Any]]] = []
+    cols = st.columns([3, 1])
+    for knob, (label, values, fmt) in options.items():
+        picked = cols[0].pills(label, values, selection_mode="multi", default=values, format_func=fmt,
+                               key=f"lab_vary_{knob}")
+        if picked:
+            vary.append((knob, [v for v in values if v in picked]))  # in the paper's order, not the clicks'
+    seeds = int(cols[1].number_input("Seeds", 1, 10, 3, key="lab_seeds",
+                                     help="Each variant trains once per seed; the curves show mean ± std."))
+    runs = 1
+    for _, values in vary:
+        runs *= len(values)
+    varied = _and([KNOB_LABELS[k] for k, _ in vary]) if vary else "nothing"
+    total = runs * seeds
+    estimate = f": about {duration(total * epochs * per_epoch)} here" if per_epoch else ""
+    st.caption(f"{runs:,} variant{'s' if runs != 1 else ''} × {seeds:,} seed{'s' if seeds != 1 else ''} = "
+               f"{total:,} training{'s' if total != 1 else ''} of {epochs:,} epoch{'s' if epochs != 1 else ''}"
+               f"{estimate}. Varies {varied} of {spec.name}, overriding the sidebar's; "
+               "everything else as above.")
+    go_col, stop_col, _ = st.columns([2, 1, 3])
+    go = go_col.button("Run the ablation", type="primary", key="lab_ablate", disabled=not vary or data is None)
+    if go and vary and data is not None:
+        stop = stop_col.empty()
+        stop.button("Stop", key="lab_ablate_stop", help="Stops the ablation and keeps the runs that finished.")
+        bar = st.progress(0.0, text="Starting…")
+        chart = st.empty()
+        shown = [0]
+        start = time.perf_counter()
+        words = {v.label: variant_phrase(dict(v.knobs)) for v in make_variants(vary)}
+
+        def progress(p) -> None:
+            doing = (f"Run {p.run} of {p.runs}: {words.get(p.variant, p.variant)}, seed {p.seed}, "
+                     f"epoch {p.train.epoch} of {p.train.epochs}")
+            bar.progress(p.fraction, text=progress_text(p.fraction, start, total * epochs * per_epoch, doing))
+            if len(p.result.runs) > shown[0]:
+                shown[0] = len(p.result.runs)
+                partial = p.result.to_dict()
+                partial["stopped"] = True  # until it finishes: a Stop keeps the runs so far
+                partial["notes"] = partial["notes"] + [f"stopped after {shown[0]:,} of {p.runs:,} runs"]
+                st.session_state["lab_ablation"] = partial
+                chart.plotly_chart(ablation_figure(p.result), key=f"ablation_live_{shown[0]}", width="stretch")
+
+        try:
+            result = run_ablation(spec, data, vary, seeds=range(seed, seed + seeds),
+                                  config=config, on_progress=progress, limit=limit)
+        except ExplorerError as exc:
+            bar.empty()
+            stop.empty()
+            st.error(str(exc), icon="⚠️")
+        else:
+            stop.empty()
+            bar.progress(1.0, text=f"Done in {duration(time.perf_counter() - start)}")
+            chart.empty()
+            st.session_state["lab_ablation"] = result.to_dict()
     if "lab_ablation" in st.session_state:
         show_ablation(AblationResult.from_dict(st.session_state["lab_ablation"]), "lab_ablation")
 
@@ -147,9 +370,10 @@ with saved_tab:
             saved = AblationResult.from_dict(json.loads(upload.getvalue()))
             label = upload.name
         else:
-            saved, label = load_ablation(SHIPPED), "the ablation measured for the README"
+            saved, label = load_ablation(SHIPPED), "The ablation measured for the README"
     except (ExplorerError, ValueError, KeyError) as exc:
         st.error(f"Not an ablation result: {exc}", icon="⚠️")
     else:
-        st.caption(f"{label}: {saved.spec_name} on {saved.data}" + (f" — `{saved.command}`" if saved.command else ""))
+        st.caption(f"{label}: {saved.spec_name} on {separated(saved.data)}"
+                   + (f" — `{saved.command}`" if saved.command else ""))
         show_ablation(saved, "lab_saved")
