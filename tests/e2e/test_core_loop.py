@@ -257,3 +257,95 @@ def test_a_narrow_screen_reflows(app_url, browser, tmp_path):
     }""")
     assert overflowing == []
     context.close()
+
+
+def test_the_whole_main_loop_in_one_session(page, tmp_path):
+    """Open, toggle residual, set the mid activation, pin A and compare, edit the table, classify and
+    explain a digit, switch network, reset: every step shows what it should and no error on the way."""
+    inception = load_spec("inception_v3")
+    # 1. open: the preset's totals
+    assert metric(page, "Parameters") == params_of(XCEPTION)
+    assert_no_errors(page)
+    # 2. residual off: a delta against the base
+    no_skip = XCEPTION.with_overrides(residual=False)
+    sidebar(page).get_by_text("Residual connections").click()
+    assert wait_metric_changes(page, "Parameters", params_of(XCEPTION)) == params_of(no_skip)
+    lost = count_costs(no_skip).totals["params"] - count_costs(XCEPTION).totals["params"]
+    expect(delta(page, "Parameters")).to_contain_text(f"{lost:,}")
+    keep(page, tmp_path, "app_architecture.png")
+    assert_no_errors(page)
+    # 3. ReLU between depthwise and pointwise: no parameters, but element-wise ops move
+    relu = no_skip.with_overrides(mid_activation="relu")
+    before = metric(page, "Element-wise ops")
+    choose(page, "Activation between depthwise and pointwise", "ReLU", sidebar(page))
+    assert wait_metric_changes(page, "Element-wise ops", before) == si(count_costs(relu).totals["elementwise_ops"])
+    assert metric(page, "Parameters") == params_of(no_skip)
+    assert_no_errors(page)
+    # 4. pin A on the Costs page, change B, compare
+    sidebar(page).get_by_role("link", name="Costs").click()
+    wait_run(page)
+    page.get_by_role("tab", name="Compare A / B").click()
+    page.get_by_role("button", name="Pin current as A").click()
+    page.get_by_text("A: xception (residual connections off, ReLU between depthwise and pointwise)").first.wait_for(
+        timeout=30_000)
+    wait_idle(page)
+    sidebar(page).get_by_text("Residual connections").click()
+    wait_metric_changes(page, "Parameters", params_of(no_skip))
+    page.get_by_role("tab", name="Compare A / B").click()
+    gained = count_costs(XCEPTION.with_overrides(mid_activation="relu")).totals["params"] - \
+        count_costs(relu).totals["params"]
+    expect(page.get_by_text("Against A (")).to_contain_text(f"Parameters +{gained:,}")
+    assert_no_errors(page)
+    # 5. edit the table on the Architecture page: 4 middle blocks (knobs included, they become the base)
+    sidebar(page).get_by_role("link", name="Architecture").click()
+    wait_run(page)
+    shown = XCEPTION.with_overrides(mid_activation="relu")
+    edit_blocks_cell(page, [b.name for b in XCEPTION.blocks].index("middle.block"), 3, "4")
+    page.get_by_role("button", name="Apply table").click()
+    assert wait_metric_changes(page, "Parameters", params_of(shown)) == \
+        params_of(shown.with_overrides(middle_repeats=4))
+    assert middle_blocks(page) == "4"
+    assert_no_errors(page)
+    # 6. the digits: classify and explain
+    sidebar(page).get_by_role("link", name="Classify & Explain").click()
+    digits = page.get_by_role("radiogroup", name="Weights").get_by_role("radio", name="Shipped digits model")
+    digits.wait_for(timeout=120_000)
+    wait_run(page, 120_000)
+    if digits.get_attribute("aria-checked") != "true":
+        digits.click()
+        wait_run(page, 120_000)
+    page.get_by_text("digit 3 (#3)").first.click()
+    wait_run(page, 120_000)
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart.locator(".yaxislayer-above .ytick text").first).to_be_visible(timeout=120_000)
+    ticks = [t.text_content() for t in chart.locator(".yaxislayer-above .ytick text").all()]
+    assert "3" in ticks and len(ticks) == 5, ticks  # five classes, each labelled by its name
+    page.get_by_role("button", name="Explain", exact=True).click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+        ".filter(e => e.innerText.startsWith('Done · ')).length >= 2", timeout=180_000)
+    wait_idle(page, 120_000)
+    assert_no_errors(page)
+    # 7. switch network: Inception V3's totals
+    choose(page, "Network", "inception_v3", sidebar(page))
+    sidebar(page).get_by_role("link", name="Architecture").click()
+    page.get_by_text("Parameters").first.wait_for(timeout=60_000)
+    expect(page.locator('[data-testid="stMetric"]', has_text="Parameters").locator(
+        '[data-testid="stMetricValue"]')).to_have_text(params_of(inception), timeout=60_000)
+    assert_no_errors(page)
+    # 8. a knob, then reset: back to the base, and it stays there
+    sidebar(page).get_by_text("Auxiliary head").click()
+    assert wait_metric_changes(page, "Parameters", params_of(inception)) == \
+        params_of(inception.with_overrides(aux_logits=False))
+    sidebar(page).get_by_role("button", name="Reset knobs").click()
+    assert wait_metric_changes(page, "Parameters", params_of(inception.with_overrides(aux_logits=False))) == \
+        params_of(inception)
+    unrelated_click(page)
+    assert metric(page, "Parameters") == params_of(inception)
+    assert only(sidebar(page).get_by_role("switch", name="Auxiliary head")).is_checked()
+    assert_no_errors(page)
+
+
+def delta(page, label: str):
+    """The delta line of the metric ``label``."""
+    return page.locator('[data-testid="stMetric"]', has_text=label).first.locator('[data-testid="stMetricDelta"]')
