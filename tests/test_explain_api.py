@@ -15,7 +15,7 @@ from PIL import Image
 
 import explorer
 from explorer.cli import main
-from explorer.explain import ExplainError, explain_tensor, get_method, layer_choices, resolve_layer
+from explorer.explain import ExplainError, default_layer, explain_tensor, get_method, layer_choices, resolve_layer
 from explorer.spec import load_spec, spec_layers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,12 @@ def test_default_layers_of_the_presets_and_the_choices():
 
 def test_layer_paths_are_checked_with_close_matches(small_xception):
     model = small_xception.model
-    assert resolve_layer(model, None)[0] == "exit.sep2.act"
+    # at 64 px the last spatial map (exit.sep2.act) is 2 x 2: the default is the finer layer its note names
+    note = resolve_layer(model, "exit.sep2.act")[1]
+    assert "only 2x2: too coarse" in note
+    finer = note.split("a finer one: '")[1].split("'")[0]
+    assert resolve_layer(model, None) == (finer, None)
+    assert [layer.out_shape for layer in model.layers if layer.name == finer][0][1:] == (4, 4)
     with pytest.raises(ExplainError, match="no layer 'exit.sep2.ac' in this network; close matches: exit.sep2.act"):
         resolve_layer(model, "exit.sep2.ac")
     with pytest.raises(ExplainError, match="not a spatial map"):
@@ -111,8 +116,12 @@ def test_notes_for_unused_layer_and_coarse_gradcam_maps():
     digits = load_model(None, DIGITS_CHECKPOINT, cache=False)
     x = torch.zeros(3, 32, 32)
     x[:, 8:24, 14:18] = 1.0  # a "1"
-    cam = explain_tensor(digits.model, x, "gradcam")
+    cam = explain_tensor(digits.model, x, "gradcam", layer="exit.sep2.act")
     assert any("only 2x2: too coarse" in n and "middle.block3.add" in n for n in cam.notes)
+    # the default is the finer layer that note recommends, with no note of its own
+    default = explain_tensor(digits.model, x, "gradcam")
+    assert default.layer == "middle.block3.add" and not any("coarse" in n for n in default.notes)
+    assert default_layer(digits.model.layers) == "middle.block3.add"
     saliency = explain_tensor(digits.model, x, "saliency", layer="exit.sep2.act")
     assert any("does not use a layer" in n for n in saliency.notes)
 
@@ -129,8 +138,8 @@ def test_black_baseline_needs_the_normalization(small_xception):
 
 def test_cli_writes_png_npy_and_json(tmp_path, capsys):
     code = main(["explain", str(CAT), "--model", "xception", "--set", "width=0.25", "--set", "input_size=64",
-                 "--weights", "random", "--method", "gradcam", "--target", "tabby", "--out", str(tmp_path),
-                 "--quiet"])
+                 "--weights", "random", "--method", "gradcam", "--layer", "exit.sep2.act", "--target", "tabby",
+                 "--out", str(tmp_path), "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
     assert "Grad-CAM at exit.sep2.act for class 281 (tabby)" in out
@@ -185,3 +194,56 @@ def test_cli_help_lists_every_method_with_its_real_options_and_defaults():
         for option in get_method(name).options:
             default = "auto" if option.default is None else str(option.default).lower()
             assert f"{option.name}={default}" in text, (name, option.name)
+
+
+def test_the_app_and_the_api_share_one_explain_path(small_xception):
+    """``explain_decoded`` (the app's call: a loaded network and a decoded image) gives what
+    ``explorer.explain`` gives for the same file, and reports progress that may stop it."""
+    from explorer.explain.api import explain_decoded
+    from explorer.infer import decode_image
+
+    via_api = explorer.explain(CAT, small_xception, method="ig", steps=4, internal_batch_size=2, target=281)
+    fractions: list[float] = []
+    via_app = explain_decoded(small_xception, decode_image(CAT), "ig", steps=4, internal_batch_size=2, target=281,
+                              progress=fractions.append, model_name="Xception (small)")
+    np.testing.assert_array_equal(via_app.values, via_api.values)
+    assert via_app.model == "Xception (small)" and via_app.source == "cat.jpg"
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert any("random weights" in note for note in via_app.notes)  # the loaded model's notes come along
+
+
+def test_pass_counts_match_the_forward_passes_the_methods_make(small_xception):
+    """The estimate's count of images through the network equals what a counting model sees."""
+    from explorer.explain.estimate import Passes, count_passes, estimate_seconds, seconds_per_unit
+
+    x = torch.randn(3, 64, 64)
+    seen: list[int] = []
+
+    def record(images: int) -> None:  # a plain function: the replica's deep copy keeps this very one
+        seen.append(images)
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.record = inner, record
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            self.record(batch.shape[0])
+            return self.inner(batch)
+
+    counting = Counting(small_xception.model)
+    cases = [("saliency", {}, None), ("ig", {"steps": 6, "internal_batch_size": 4}, None),
+             ("ig", {"steps": 6, "internal_batch_size": 4}, 3),
+             ("smoothgrad", {"nt_samples": 5, "nt_samples_batch_size": 2}, None),
+             ("occlusion", {"window": 16, "stride": 8}, None), ("guided-backprop", {}, 2)]
+    for method, options, target in cases:
+        seen.clear()
+        explain_tensor(counting, x, method, target=target, **options)
+        counted = count_passes(method, x, target=target, **options)
+        assert counted.forward == sum(seen), (method, seen)
+    assert count_passes("ig", x).backward == 16  # the default: 16 path points, each forward and back
+    assert Passes(10, 0).units == 10 and Passes(1, 1).units > 2
+    assert estimate_seconds(Passes(4, 0), 0.5) == 2.0
+    assert seconds_per_unit(3.0, Passes(6, 0)) == 0.5 and seconds_per_unit(0.0, Passes(6, 0)) is None
+    with pytest.raises(ExplainError, match="unknown option"):
+        count_passes("ig", x, stepz=3)

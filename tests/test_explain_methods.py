@@ -3,8 +3,8 @@ finiteness, no hook left on any model (after success and after failures), progre
 explaining at once getting exactly what each gets alone.
 
 The presets are narrowed (``width=0.25``) and shrunk to the smallest inputs that still leave a 2 x 2 map
-at Grad-CAM's default layer: these tests are about mechanics, and the full-size presets only appear
-where the size matters (the default layers and Grad-CAM's upsampling from the real 10 x 10 / 8 x 8).
+at the last spatial layer (so Grad-CAM defaults to a finer block output): these tests are about mechanics,
+and the full-size presets only appear where the size matters (the default layers and Grad-CAM's upsampling from the real 10 x 10 / 8 x 8).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from explorer.explain import (
     get_method,
     installed_hooks,
     method_names,
+    resolve_layer,
 )
 from explorer.spec import load_spec
 
@@ -100,8 +101,16 @@ def test_every_method_gives_a_finite_map_of_the_input_shape_and_leaves_no_hook(n
     assert result.values.dtype == np.float32
     assert np.isfinite(result.values).all()
     assert not result.is_zero
-    assert result.layer == (("exit.sep2.act" if network != "inception_v3" else "Mixed_7c.concat")
-                            if m.uses_layer else None)
+    if m.uses_layer:
+        # the default layer: the last spatial map, or (these small inputs leave it 2 x 2, too coarse)
+        # the finer block output that the last map's note names
+        last = "exit.sep2.act" if network != "inception_v3" else "Mixed_7c.concat"
+        note = resolve_layer(model, last)[1]
+        assert note and "too coarse" in note
+        assert result.layer == note.split("a finer one: '")[1].split("'")[0]
+        assert not any("too coarse" in n for n in result.notes)
+    else:
+        assert result.layer is None
     with torch.no_grad():
         logits = model(x[None])
     assert result.predicted == int(logits.argmax()) == result.target  # default target: the prediction
@@ -195,7 +204,7 @@ def test_hooks_methods_match_plain_captum(small_models):
     plain = IntegratedGradients(model).attribute(x.clone(), target=3, n_steps=8, internal_batch_size=3)[0]
     np.testing.assert_allclose(ours, plain.numpy(), rtol=1e-4, atol=1e-6)
     layer = model.get_submodule("exit.sep2.act")
-    ours = explain_tensor(model, x, "gradcam", target=3).values
+    ours = explain_tensor(model, x, "gradcam", target=3, layer="exit.sep2.act").values
     cam = LayerAttribution.interpolate(LayerGradCam(model, layer).attribute(x.clone(), target=3), (64, 64),
                                        interpolate_mode="bilinear")
     np.testing.assert_allclose(ours, cam[0].detach().numpy(), rtol=1e-4, atol=1e-7)

@@ -47,7 +47,7 @@ def test_shared_scale_removes_units_and_colours_all_maps_alike():
     base = rng.random((3, 8, 8))
     small = _attribution(base * 1e-4, title="Saliency")
     large = _attribution(base * 50.0, method="ig", title="Integrated Gradients")
-    shared = scale_maps([small, large], sign="absolute")
+    shared = scale_maps([small, large], sign="absolute", scale="shared")
     # maps that differ only by their units look identical on the shared scale, with one vmax
     np.testing.assert_allclose(shared[0].values, shared[1].values)
     assert shared[0].vmax == shared[1].vmax
@@ -66,7 +66,7 @@ def test_shared_scale_compares_concentration():
     spread = np.ones((1, 10, 10))
     peaked = np.zeros((1, 10, 10))
     peaked[0, :2, :2] = 1.0
-    a, b = scale_maps([_attribution(spread), _attribution(peaked)], sign="absolute", percentile=100)
+    a, b = scale_maps([_attribution(spread), _attribution(peaked)], sign="absolute", scale="shared", percentile=100)
     # in units of each map's mean: the peaks are 1 / 0.04 = 25, the spread map is 1 everywhere
     assert b.vmax == a.vmax == pytest.approx(25.0)
     assert b.values.max() == 1.0 and a.values.max() == pytest.approx(1 / 25)
@@ -94,7 +94,7 @@ def test_an_all_zero_map_is_a_message_not_a_crash():
         render(zero)
     with pytest.raises(EmptyMapError):
         heatmap_image(scale_maps([zero])[0])
-    scaled = scale_maps([zero, fine], sign="absolute")
+    scaled = scale_maps([zero, fine], sign="absolute", scale="shared")
     assert scaled[0].empty and not scaled[1].empty and scaled[1].values.max() == 1.0
     fig = comparison_figure([zero, fine], sign="absolute")
     assert any("all zeros" in a.text.replace("<br>", " ") for a in fig.layout.annotations)
@@ -140,21 +140,110 @@ def test_render_views_and_png_npy_export():
         render(attribution, view="3d")
 
 
+def _cells(fig):
+    """(x domain, y domain) of every drawn cell (images or heatmaps), in the order they were added."""
+    out = []
+    for trace in fig.data:
+        if trace.type in ("image", "heatmap"):
+            x = fig.layout["xaxis" + trace.xaxis[1:]].domain
+            y = fig.layout["yaxis" + trace.yaxis[1:]].domain
+            out.append((tuple(x), tuple(y)))
+    return out
+
+
 def test_comparison_figure_puts_networks_in_rows_and_methods_in_columns_with_one_colour_bar():
     rng = np.random.default_rng(2)
     items = [_attribution(rng.random((3, 8, 8)), method=m, title=t, model=net)
              for net in ("xception", "inception_v3") for m, t in (("saliency", "Saliency"), ("ig", "IG"))]
-    fig = comparison_figure(items, sign="absolute", view="map")
+    fig = comparison_figure(items, sign="absolute", view="map", scale="shared")
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
     assert len(heatmaps) == 4 and all(t.coloraxis == "coloraxis" for t in heatmaps)
     assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == pytest.approx(
-        scale_maps(items, sign="absolute")[0].vmax)
+        scale_maps(items, sign="absolute", scale="shared")[0].vmax)
     titles = [a.text for a in fig.layout.annotations]
     assert {"Saliency", "IG", "xception", "inception_v3"} <= set(titles)
     per_map = comparison_figure(items, scale="per-map")
     assert "not comparable" in per_map.layout.coloraxis.colorbar.title.text
     overlay = comparison_figure(items)
     assert sum(t.type == "image" for t in overlay.data) == 4
+    assert overlay.layout.width is None  # takes its container's width: nothing is cut on a narrow screen
+
+
+def test_gradcam_at_different_layers_is_one_column_with_both_networks_aligned():
+    """Xception's and Inception's Grad-CAM look at different layers; they still share one Grad-CAM
+    column, one row per network, and the layer is written under each cell."""
+    rng = np.random.default_rng(3)
+    layers = {"xception": "exit.sep2.act", "inception_v3": "Mixed_7c.concat"}
+    methods = (("saliency", "Saliency"), ("gradcam", "Grad-CAM"), ("ig", "Integrated Gradients"))
+    items = []
+    for net in ("xception", "inception_v3"):
+        for m, t in methods:
+            item = _attribution(rng.random((1 if m == "gradcam" else 3, 8, 8)), method=m, title=t, model=net)
+            item.layer = layers[net] if m == "gradcam" else None
+            items.append(item)
+    fig = comparison_figure(items, sign="absolute")
+    cells = _cells(fig)
+    assert len(cells) == 6
+    xs = {item.method: set() for item in items}
+    ys = {item.model: set() for item in items}
+    for item, (x, y) in zip(items, cells):
+        xs[item.method].add(x)
+        ys[item.model].add(y)
+    # one x position per method (both networks in the same column), one y position per network
+    assert all(len(v) == 1 for v in xs.values()) and len({next(iter(v)) for v in xs.values()}) == 3
+    assert all(len(v) == 1 for v in ys.values()) and len({next(iter(v)) for v in ys.values()}) == 2
+    texts = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
+    assert sum(t.startswith("Grad-CAM") for t in texts) == 1  # one column title, no layer in it
+    assert not any("exit.sep2.act" in t and t.startswith("Grad-CAM") for t in texts)
+    for net, layer in layers.items():
+        caption = next(a for a in fig.layout.annotations if f"layer {layer}" in a.text.replace("<br>", " "))
+        # the caption sits under that network's Grad-CAM cell
+        x, y = cells[next(k for k, i in enumerate(items) if i.model == net and i.method == "gradcam")]
+        assert caption.xref.endswith("domain") and caption.yanchor == "top"
+        axis = caption.xref.split()[0]
+        assert tuple(fig.layout["xaxis" + axis[1:]].domain) == x
+
+
+def test_default_scale_shows_every_map_and_networks_compare_within_a_method():
+    """A smooth Grad-CAM map next to peaky Saliency maps: on one shared scale Grad-CAM is faint; the
+    default (one range per method, shared by the networks in that column) shows it at full colour."""
+    rng = np.random.default_rng(4)
+    y, x = np.mgrid[0:32, 0:32]
+    blob = np.exp(-((y - 12) ** 2 + (x - 20) ** 2) / 200.0)[None]         # smooth, like an upsampled CAM
+    spread = 0.5 + 0.5 * blob                                               # the other network: less focused
+    peaky = rng.random((3, 32, 32)) ** 30                                   # a few hot pixels, like saliency
+    items = [_attribution(peaky, model="A"), _attribution(peaky[::-1].copy(), model="B"),
+             _attribution(blob, method="gradcam", title="Grad-CAM", model="A"),
+             _attribution(spread, method="gradcam", title="Grad-CAM", model="B")]
+    shared = scale_maps(items, sign="absolute", scale="shared")
+    default = scale_maps(items, sign="absolute")
+    assert default[0].scale == "per-method"
+    assert shared[2].values.max() < 0.25  # nearly invisible on the one shared range
+    assert default[2].values.max() == pytest.approx(1.0)  # full colour at its own method's range
+    # the two networks' Grad-CAM share one range, so the more focused map is hotter at its peak
+    assert default[2].vmax == default[3].vmax != default[0].vmax
+    assert default[0].vmax == default[1].vmax
+    peak = np.unravel_index(np.argmax(blob[0]), blob[0].shape)
+    assert default[2].values[peak] > default[3].values[peak]
+    fig = comparison_figure(items, sign="absolute")
+    assert "one scale per method" in fig.layout.coloraxis.colorbar.title.text
+    from explorer.explain.views import scale_note
+    assert "within a column" in scale_note("per-method", "absolute")
+    assert sum("full colour" in a.text for a in fig.layout.annotations) == 2  # each column says its range
+
+
+def test_placeholders_hold_their_cells_while_maps_are_computed():
+    from explorer.explain.views import Placeholder
+
+    done = _attribution(np.random.default_rng(5).random((3, 8, 8)), model="A")
+    waiting = Placeholder("A", "Grad-CAM", "running: 40 %", layer="middle.block3.add")
+    other = Placeholder("B", "Saliency", "waiting")
+    fig = comparison_figure([done, waiting, other])
+    texts = [a.text.replace("<br>", " ") for a in fig.layout.annotations]
+    assert "running: 40 %" in texts and "waiting" in texts and "layer middle.block3.add" in texts
+    assert sum(t.type == "image" for t in fig.data) == 1
+    only_waiting = comparison_figure([other])
+    assert any(a.text == "waiting" for a in only_waiting.layout.annotations)
 
 
 def test_bad_scale_settings_are_clear_errors():

@@ -1,11 +1,14 @@
 """Explain predictions with Captum: which pixels made the network say what it said.
 
 ``explain(image, "xception", weights="imagenet", method="ig")`` is the one
-call; ``explain_tensor(model, x, method)`` is the core on a built model and a
-preprocessed tensor. One method per module (``saliency``, ``ig``,
+call; ``explain_decoded(loaded, decoded, method)`` the same for a network and
+an image already loaded (the app's path); ``explain_tensor(model, x, method)``
+is the core on a built model and a preprocessed tensor;
+``count_passes(method, x)`` says what a run will cost before it starts. One method per module (``saliency``, ``ig``,
 ``smoothgrad``, ``guided-backprop``, ``gradcam``, ``guided-gradcam``,
 ``occlusion``); the views (:mod:`explorer.explain.views`) draw maps over the
-image on one shared colour scale and export PNG and ``.npy``. No Streamlit here.
+image on comparable colour scales (one per method by default) and export PNG
+and ``.npy``. No Streamlit here.
 """
 
 import sys as _sys
@@ -21,16 +24,19 @@ from explorer.explain import (  # noqa: F401
     saliency,
     smoothgrad,
 )
-from explorer.explain.api import explain, load_for_explain
+from explorer.explain.api import explain, explain_decoded, load_for_explain
 from explorer.explain.base import METHODS, SIGNS, Job, Method, get_method, method_names
 from explorer.explain.core import explain_tensor
 from explorer.explain.errors import EmptyMapError, ExplainError
+from explorer.explain.estimate import Passes, count_passes, estimate_seconds
 from explorer.explain.layers import LayerChoice, default_layer, layer_choices, resolve_layer
 from explorer.explain.options import Option, parse_option_assignments
 from explorer.explain.result import Attribution
 from explorer.explain.safety import POOL, ReplicaPool, installed_hooks
 from explorer.explain.views import (
+    DEFAULT_SCALE,
     SCALES,
+    Placeholder,
     ScaledMap,
     comparison_figure,
     heatmap_image,
@@ -39,10 +45,12 @@ from explorer.explain.views import (
     png_bytes,
     render,
     scale_maps,
+    scale_note,
     to_map,
 )
 
 __all__ = [
+    "DEFAULT_SCALE",
     "METHODS",
     "POOL",
     "SCALES",
@@ -54,11 +62,16 @@ __all__ = [
     "LayerChoice",
     "Method",
     "Option",
+    "Passes",
+    "Placeholder",
     "ReplicaPool",
     "ScaledMap",
     "comparison_figure",
+    "count_passes",
     "default_layer",
+    "estimate_seconds",
     "explain",
+    "explain_decoded",
     "explain_tensor",
     "get_method",
     "heatmap_image",
@@ -73,6 +86,7 @@ __all__ = [
     "render",
     "resolve_layer",
     "scale_maps",
+    "scale_note",
     "to_map",
 ]
 

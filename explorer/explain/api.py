@@ -49,24 +49,41 @@ def explain(image: Any, spec: Spec | str | None | Any = None, weights: str | os.
     e.g. ``steps=64`` for ``ig``. An out-of-memory accelerator falls back to
     the CPU with a note. Errors are one-line :class:`~explorer.spec.ExplorerError`s.
     """
-    from explorer.infer import decode_image, resolve_device, with_cpu_fallback
+    from explorer.infer import decode_image
 
     chosen = get_method(method)
     resolve_options(chosen.name, chosen.options, options)  # a typo fails now, not after loading the weights
     loaded = load_for_explain(spec, weights, knobs=knobs, seed=seed, download=download)
-    decoded = decode_image(image)
+    return explain_decoded(loaded, decode_image(image), method, layer=layer, target=target, device=device,
+                           progress=progress, **options)
+
+
+def explain_decoded(loaded: Any, decoded: Any, method: str = "saliency", *, layer: str | None = None,
+                    target: int | str | None = None, device: str | torch.device = "auto",
+                    progress: ProgressFn | None = None, model_name: str | None = None, **options: Any):
+    """:func:`explain` for a network already loaded (:class:`explorer.infer.LoadedModel`) and an image
+    already decoded (:class:`explorer.infer.DecodedImage`): the one path the CLI, the API and the app share.
+
+    Preprocesses as classify does, attributes on ``device`` (an accelerator out of memory falls back to
+    the CPU, with a note) and returns the :class:`~explorer.explain.result.Attribution` with the
+    picture the network saw. ``model_name`` labels the result (default: the network and its weights).
+    ``progress`` may raise to stop the run (see :mod:`explorer.jobs`).
+    """
+    from explorer.infer import resolve_device, with_cpu_fallback
+
     pre = loaded.preprocess
     crop = pre.crop_image(decoded.image)
     x = loaded.inputs([decoded.image])[0]  # as classify does: a gray picture fills every input channel
     picture = np.asarray(crop.convert("RGB"), dtype=np.uint8)
+    wanted = resolve_device(device)
 
     def run(dev: torch.device):
         return explain_tensor(loaded.on(dev), x, method, target=target, layer=layer, image=picture,
                               classes=loaded.classes, mean=pre.mean, std=pre.std, progress=progress,
-                              model_name=loaded.describe(), source=decoded.name, **options)
+                              model_name=model_name or loaded.describe(), source=decoded.name, **options)
 
-    result, fallback = with_cpu_fallback(run, resolve_device(device))
+    result, fallback = with_cpu_fallback(run, wanted)
     result.notes[:0] = list(loaded.notes) + list(decoded.notes) + ([fallback] if fallback else [])
     if fallback:
-        loaded.drop_copies(resolve_device(device).type)  # the accelerator that ran out of memory
+        loaded.drop_copies(wanted.type)  # the accelerator that ran out of memory
     return result

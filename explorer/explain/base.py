@@ -77,6 +77,11 @@ class Method:
         """How many forward passes the method makes (for progress)."""
         return 1
 
+    def passes(self, options: dict[str, Any], inputs: torch.Tensor) -> tuple[int, int]:
+        """How many images go through the network forward, and how many of those backward too (for the
+        time estimate: a batch of 8 is 8 images). Gradient methods: the input once, both ways."""
+        return 1, 1
+
     def attribute(self, job: Job) -> torch.Tensor:
         """The attribution, shaped like the input (1 x C x H x W) or 1 x 1 x H x W for Grad-CAM."""
         raise NotImplementedError

@@ -80,8 +80,8 @@ def _explain(args: argparse.Namespace) -> int:
 # command) does not import torch and Captum; tests/test_explain_api.py checks it against the methods.
 METHODS_HELP = """\
   saliency         Saliency (Captum Saliency): abs=true
-  ig               Integrated Gradients (IntegratedGradients): steps=32, baseline=zero (or black, white, a number),
-                   internal_batch_size=8 (bounds memory), integration=gausslegendre
+  ig               Integrated Gradients (IntegratedGradients): steps=16, baseline=zero (or black, white, a number),
+                   internal_batch_size=4 (bounds memory), integration=gausslegendre
   smoothgrad       SmoothGrad (NoiseTunnel over Saliency): nt_samples=16, stdevs=auto (0.15 x the input's range),
                    nt_samples_batch_size=4, abs=false, seed=0
   guided-backprop  Guided Backprop (GuidedBackprop): no options
@@ -111,7 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="attribution method (default saliency); aliases such as integrated-gradients work too")
     p.add_argument("--layer", default=None, metavar="PATH",
                    help="Grad-CAM's layer or block by module path (default: the last spatial map, e.g. "
-                        "exit.sep2.act for Xception, Mixed_7c.concat for Inception V3)")
+                        "exit.sep2.act for Xception, Mixed_7c.concat for Inception V3; a finer block output "
+                        "when that map is under 4 px a side)")
     p.add_argument("--target", default=None, metavar="CLASS",
                    help="class index or name to explain (default: the predicted class)")
     p.add_argument("--option", "-o", dest="options", action="append", default=[], metavar="KEY=VALUE",

@@ -24,11 +24,14 @@ class IntegratedGradientsMethod(Method):
     paper = "Sundararajan, Taly & Yan, 2017, arXiv:1703.01365"
     aliases = ("integrated-gradients", "integratedgradients")
     options = (
-        Option("steps", int, 32, "points on the path from the baseline to the input", minimum=2, maximum=2048),
+        # 16 Gauss-Legendre points: IG's completeness gap stays within a few % of the logit change on the
+        # digits model (8 points: ~9 %), at half the cost of 32 (Xception on 2 CPU cores: ~5 s, not ~13 s)
+        Option("steps", int, 16, "points on the path from the baseline to the input", minimum=2, maximum=2048),
         Option("baseline", parse_baseline, "zero",
                "the reference input: zero (the all-zero tensor: the mean colour after normalization), "
                "black, white, or a number"),
-        Option("internal_batch_size", int, 8, "path points per forward/backward pass (bounds memory)",
+        # 4 points per pass: as fast as 8 on a CPU, half the memory, and progress (and a cancel) every 4 points
+        Option("internal_batch_size", int, 4, "path points per forward/backward pass (bounds memory)",
                minimum=1, maximum=4096),
         Option("integration", str, "gausslegendre", "quadrature rule",
                choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")),
@@ -39,6 +42,9 @@ class IntegratedGradientsMethod(Method):
 
     def expected_calls(self, options: dict, inputs: torch.Tensor) -> int:
         return batches(options["steps"], options["internal_batch_size"])
+
+    def passes(self, options: dict, inputs: torch.Tensor) -> tuple[int, int]:
+        return options["steps"], options["steps"]
 
     def attribute(self, job: Job) -> torch.Tensor:
         o = job.options

@@ -43,22 +43,42 @@ def layer_choices(layers: Sequence[Layer]) -> list[LayerChoice]:
             for layer in layers if _runs_in_eval(layer) and len(layer.out_shape) == 3]
 
 
-def default_layer(layers: Sequence[Layer]) -> str:
-    """The last spatial feature map: the input of the first global pool, else the last C×H×W output.
-
-    Xception: ``exit.sep2.act``; Inception V3: ``Mixed_7c.concat``; the same
-    rule gives a sensible default for any spec.
-    """
+def last_spatial_layer(layers: Sequence[Layer]) -> Layer:
+    """The last spatial feature map: the input of the first global pool, else the last C×H×W output."""
     by_name = {layer.name: layer for layer in layers}
     for layer in layers:
         if _runs_in_eval(layer) and layer.kind == "pool" and layer.config.get("mode") == "global_avg":
             source = by_name.get(layer.inputs[0]) if layer.inputs else None
             if source is not None and len(source.out_shape) == 3:
-                return source.name
-    choices = layer_choices(layers)
-    if not choices:
+                return source
+    spatial = [layer for layer in layers if _runs_in_eval(layer) and len(layer.out_shape) == 3]
+    if not spatial:
         raise ExplainError("this network has no layer with a spatial output for Grad-CAM")
-    return choices[-1].name
+    return spatial[-1]
+
+
+def default_layer(layers: Sequence[Layer]) -> str:
+    """Grad-CAM's default layer: the last spatial feature map (the input of the global pool), unless that
+    map is too coarse to localize anything (under ``COARSE_SIDE`` pixels a side, e.g. 2 x 2 in the
+    32-px digits model), then the last finer block output, the layer :func:`resolve_layer`'s note names.
+
+    Xception: ``exit.sep2.act`` (10 x 10); Inception V3: ``Mixed_7c.concat`` (8 x 8); the digits
+    model: ``middle.block3.add`` (4 x 4); the same rule gives a sensible default for any spec.
+    """
+    last = last_spatial_layer(layers)
+    if min(last.out_shape[1:]) >= COARSE_SIDE:
+        return last.name
+    finer = finer_layer(layers)
+    return finer.name if finer is not None else last.name
+
+
+def finer_layer(layers: Sequence[Layer]) -> LayerChoice | None:
+    """The last layer whose map is at least ``COARSE_SIDE`` a side, a block output (add, concat) when
+    there is one; None when every map is smaller."""
+    finer = [c for c in layer_choices(layers) if min(c.out_shape[1:]) >= COARSE_SIDE]
+    joins = [c for c in finer if c.kind in ("add", "concat")]  # block outputs read best
+    finer = joins or finer
+    return finer[-1] if finer else None
 
 
 def _block_output(layers: Sequence[Layer], prefix: str) -> Layer | None:
@@ -114,10 +134,8 @@ def _coarse_note(layers: Sequence[Layer], layer: Layer) -> str | None:
     h, w = layer.out_shape[1:]
     if min(h, w) >= COARSE_SIDE:
         return None
-    finer = [c for c in layer_choices(layers) if min(c.out_shape[1:]) >= COARSE_SIDE]
-    joins = [c for c in finer if c.kind in ("add", "concat")]  # block outputs read best
-    finer = joins or finer
-    hint = f"; a finer one: '{finer[-1].name}' ({finer[-1].out_shape[1]}x{finer[-1].out_shape[2]})" if finer else ""
+    finer = finer_layer(layers)
+    hint = f"; a finer one: '{finer.name}' ({finer.out_shape[1]}x{finer.out_shape[2]})" if finer else ""
     return f"Grad-CAM's map at '{layer.name}' is only {h}x{w}: too coarse to localize much{hint}"
 
 

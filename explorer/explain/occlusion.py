@@ -62,6 +62,9 @@ class OcclusionMethod(Method):
     def expected_calls(self, options: dict, inputs: torch.Tensor) -> int:
         return 1 + batches(self.positions(options, inputs), options["perturbations_per_eval"])
 
+    def passes(self, options: dict, inputs: torch.Tensor) -> tuple[int, int]:
+        return 1 + self.positions(options, inputs), 0  # the clean input, then one image per patch
+
     def attribute(self, job: Job) -> torch.Tensor:
         o = job.options
         channels = job.inputs.shape[1]

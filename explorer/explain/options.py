@@ -1,4 +1,4 @@
-"""Method options: typed, validated, with defaults (``steps=32``) and "auto" values resolved per input.
+"""Method options: typed, validated, with defaults (``steps=16``) and "auto" values resolved per input.
 
 Values may be strings as typed on a command line (``--option steps=16``);
 an unknown option or a bad value is an :class:`ExplainError` naming the
@@ -94,7 +94,7 @@ class Option:
         return self.kind(value)
 
     def describe(self) -> str:
-        """``steps (int, default 32): ...`` for help texts."""
+        """``steps (int, default 16): ...`` for help texts."""
         kind = getattr(self.kind, "__name__", "value")
         if self.kind is parse_baseline:
             kind = "|".join(BASELINES) + "|number"

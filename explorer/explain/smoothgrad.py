@@ -62,6 +62,9 @@ class SmoothGradMethod(Method):
     def expected_calls(self, options: dict, inputs: torch.Tensor) -> int:
         return batches(options["nt_samples"], min(options["nt_samples"], options["nt_samples_batch_size"]))
 
+    def passes(self, options: dict, inputs: torch.Tensor) -> tuple[int, int]:
+        return options["nt_samples"], options["nt_samples"]
+
     def attribute(self, job: Job) -> torch.Tensor:
         o = job.options
         generator = torch.Generator(device=job.inputs.device).manual_seed(o["seed"])

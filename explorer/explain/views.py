@@ -1,13 +1,19 @@
 """Attribution maps as pictures: over the image or alone; signed, absolute or positive; several maps on
-one shared colour scale (or each on its own); PNG and ``.npy`` bytes. numpy, PIL and plotly only.
+comparable colour scales; PNG and ``.npy`` bytes. numpy, PIL and plotly only.
 
 Scales (``scale=``):
 
-* ``shared`` (default): each map is expressed in units of its own mean
+* ``per-method`` (default): each map is expressed in units of its own mean
   absolute attribution (1 = an average pixel of that map), which removes the
-  methods' different units (gradients, logit differences), and then *one*
-  colour range, the ``percentile`` of all the maps' values together, colours
-  every map. Two maps that look equally hot are equally concentrated.
+  networks' and methods' different magnitudes, and then each *method* gets
+  one colour range, the ``percentile`` of that method's maps together: the
+  networks in one column of a grid share it and compare (two maps that look
+  equally hot are equally concentrated), while a smooth method (Grad-CAM,
+  whose peak is a few times its mean) is not washed out by a peaky one
+  (Saliency, whose peak is tens of times its mean). Colours compare within a
+  column, not across columns, and the figure says so.
+* ``shared``: the same units, but *one* colour range for every map, so
+  methods compare too; a smooth map next to a peaky one looks faint.
 * ``raw``: the values as computed, one colour range for all the maps
   (meaningful for one method across networks or classes).
 * ``per-map``: each map on its own range (Captum's ``visualize_image_attr``
@@ -15,7 +21,8 @@ Scales (``scale=``):
 
 A map that is all zeros (or not finite) is never divided by zero: a single
 render raises :class:`EmptyMapError` with a clear text, a figure shows the
-text in that map's place.
+text in that map's place (as it shows a :class:`Placeholder`'s text for a map
+still being computed).
 """
 
 from __future__ import annotations
@@ -32,10 +39,18 @@ from explorer.explain.base import check_sign
 from explorer.explain.errors import EmptyMapError, ExplainError
 from explorer.explain.result import Attribution
 
-SCALES: tuple[str, ...] = ("shared", "per-map", "raw")
+SCALES: tuple[str, ...] = ("per-method", "shared", "per-map", "raw")
+DEFAULT_SCALE = "per-method"
+SCALE_LABELS: dict[str, str] = {
+    "per-method": "Per method",
+    "shared": "One for all maps",
+    "per-map": "Per map",
+    "raw": "Raw values",
+}
 VIEWS: tuple[str, ...] = ("overlay", "map")
 COLORSCALES: dict[str, str] = {"signed": "RdBu_r", "absolute": "Inferno", "positive": "Inferno"}
 DEFAULT_PERCENTILE = 99.5
+INLINE_PIXELS = 64 * 64  # pictures up to this size go into a figure as pixel values, larger ones as PNG
 DEFAULT_ALPHA = 0.75
 
 MapLike = Attribution | np.ndarray
@@ -73,6 +88,21 @@ class ScaledMap:
     title: str = ""
 
 
+@dataclass(frozen=True)
+class Placeholder:
+    """A cell of a comparison grid whose map is not there (yet): waiting, running, failed or cancelled.
+
+    ``model``, ``title`` and ``layer`` place it like the :class:`Attribution` it stands for; ``text``
+    is shown in its place.
+    """
+
+    model: str | None
+    title: str
+    text: str
+    layer: str | None = None
+    method: str = ""
+
+
 def _values_and_message(item: MapLike, sign: str) -> tuple[np.ndarray, str | None, str]:
     if isinstance(item, Attribution):
         message = item.empty_message()
@@ -101,9 +131,18 @@ def default_sign(items: Sequence[MapLike]) -> str:
     return signs.pop() if len(signs) == 1 else "absolute"
 
 
-def scale_maps(items: Sequence[MapLike], *, sign: str | None = None, scale: str = "shared",
+def _group(item: MapLike, scale: str, index: int) -> object:
+    """Which maps share a colour range: all (shared, raw), one method's (per-method), none (per-map)."""
+    if scale == "per-map":
+        return ("map", index)
+    if scale == "per-method":
+        return item.method if isinstance(item, Attribution) else ("array", index)
+    return "all"
+
+
+def scale_maps(items: Sequence[MapLike], *, sign: str | None = None, scale: str = DEFAULT_SCALE,
                percentile: float = DEFAULT_PERCENTILE, vmax: float | None = None) -> list[ScaledMap]:
-    """Put several maps (attributions or arrays) on one colour scale (see the module docstring).
+    """Put several maps (attributions or arrays) on comparable colour scales (see the module docstring).
 
     ``vmax`` pins the full-colour value (in the scale's unit) instead of the percentile.
     """
@@ -115,22 +154,25 @@ def scale_maps(items: Sequence[MapLike], *, sign: str | None = None, scale: str 
     prepared = []
     for item in items:
         signed, message, title = _values_and_message(item, sign)
-        if message is None and scale == "shared":
+        if message is None and scale in ("shared", "per-method"):
             signed = signed / np.abs(signed).mean()
         prepared.append((to_map(signed, sign), message, title))
-    live = [m for m, message, _ in prepared if message is None]
-    units = {"shared": "x mean |attribution| of each map", "raw": "attribution",
-             "per-map": "fraction of each map's own range"}
+    units = {"shared": "x mean |attribution| of each map", "per-method": "x mean |attribution| of each map",
+             "raw": "attribution", "per-map": "fraction of each map's own range"}
     if vmax is not None and not vmax > 0:
         raise ExplainError(f"vmax must be positive, got {vmax}")
-    common = vmax if vmax is not None else (_top(np.concatenate([np.abs(m).ravel() for m in live]), percentile)
-                                            if live else 1.0)
+    groups = [_group(item, scale, i) for i, item in enumerate(items)]
+    tops: dict[object, float] = {}
+    for group in dict.fromkeys(groups):
+        live = [m for (m, message, _), g in zip(prepared, groups) if g == group and message is None]
+        tops[group] = vmax if vmax is not None else (
+            _top(np.concatenate([np.abs(m).ravel() for m in live]), percentile) if live else 1.0)
     out = []
-    for m, message, title in prepared:
+    for (m, message, title), group in zip(prepared, groups):
+        top = tops[group]
         if message is not None:
-            out.append(ScaledMap(np.zeros_like(m), sign, common, units[scale], scale, message, title))
+            out.append(ScaledMap(np.zeros_like(m), sign, top, units[scale], scale, message, title))
             continue
-        top = _top(np.abs(m).ravel(), percentile) if scale == "per-map" and vmax is None else common
         low = -1.0 if sign == "signed" else 0.0
         out.append(ScaledMap(np.clip(m / top, low, 1.0), sign, float(top), units[scale], scale, None, title))
     return out
@@ -229,13 +271,18 @@ def npy_bytes(values: MapLike) -> bytes:
     return buffer.getvalue()
 
 
-def _grid(items: Sequence[Attribution]) -> tuple[list[str], list[str], dict[int, tuple[int, int]]]:
+GridItem = Attribution | Placeholder
+
+
+def _grid(items: Sequence[GridItem]) -> tuple[list[str], list[str], dict[int, tuple[int, int]]]:
+    """Rows: the networks; columns: the methods (by title: one Grad-CAM column whatever each network's
+    layer). Both in order of first appearance; the layer is the cell's caption, not part of the column."""
     rows: list[str] = []
     cols: list[str] = []
     where: dict[int, tuple[int, int]] = {}
     for i, item in enumerate(items):
         row = item.model or ""
-        col = item.title + (f" @ {item.layer}" if item.layer else "")
+        col = item.title
         if row not in rows:
             rows.append(row)
         if col not in cols:
@@ -244,11 +291,23 @@ def _grid(items: Sequence[Attribution]) -> tuple[list[str], list[str], dict[int,
     return rows, cols, where
 
 
-def comparison_figure(items: Sequence[Attribution], *, sign: str | None = None, scale: str = "shared",
+def _caption(item: GridItem) -> str:
+    """Under a cell: the layer a layer method looked at, and the class explained."""
+    parts = []
+    if item.layer:
+        parts.append(f"layer {item.layer}")
+    if isinstance(item, Attribution):
+        parts.append(f"class {item.target_label or item.target}")
+    return " · ".join(parts)
+
+
+def comparison_figure(items: Sequence[GridItem], *, sign: str | None = None, scale: str = DEFAULT_SCALE,
                       view: str = "overlay", percentile: float = DEFAULT_PERCENTILE, vmax: float | None = None,
-                      alpha: float = DEFAULT_ALPHA, cell_px: int = 260):
-    """A plotly grid: networks in rows, methods in columns, one colour scale with one colour bar
-    (``scale="per-map"``: each map on its own range, and the colour bar says so). Empty maps show their message."""
+                      alpha: float = DEFAULT_ALPHA, cell_px: int = 230, width: int | None = None):
+    """A plotly grid: networks in rows, methods in columns (one column per method; Grad-CAM's layer is
+    in the cell's caption), one colour bar that says what the colours mean (see the module docstring
+    for the scales). Empty maps and :class:`Placeholder` cells show their text. ``width`` None lets the
+    figure take its container's width (the cells keep their aspect ratio)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -256,42 +315,98 @@ def comparison_figure(items: Sequence[Attribution], *, sign: str | None = None, 
         raise ExplainError("nothing to compare: no attribution maps")
     if view not in VIEWS:
         raise ExplainError(f"unknown view '{view}': choose from {', '.join(VIEWS)}")
-    scaled = scale_maps(items, sign=sign, scale=scale, percentile=percentile, vmax=vmax)
-    sign = scaled[0].sign
+    maps = [item for item in items if isinstance(item, Attribution)]
+    scaled_maps = iter(scale_maps(maps, sign=sign, scale=scale, percentile=percentile, vmax=vmax)) if maps else iter(())
+    scaled = [next(scaled_maps) if isinstance(item, Attribution) else None for item in items]
+    sign = next((s.sign for s in scaled if s is not None), None) or check_sign(sign or "absolute")
     rows, cols, where = _grid(items)
-    fig = make_subplots(rows=len(rows), cols=len(cols), column_titles=cols, row_titles=[r or " " for r in rows],
-                        horizontal_spacing=0.02, vertical_spacing=0.06)
-    shared = scale != "per-map"
-    top = scaled[0].vmax if shared else 1.0
+    one_range = scale in ("shared", "raw")
+    col_top: dict[int, float] = {}
+    for i, s in enumerate(scaled):
+        if s is not None and not s.empty:
+            col_top.setdefault(where[i][1], s.vmax)
+    titles = list(cols)
+    if scale == "per-method":
+        titles = [f"{title}<br><sup>full colour: {_number(col_top[c])}× mean</sup>" if c in col_top else title
+                  for c, title in enumerate(cols)]
+    fig = make_subplots(rows=len(rows), cols=len(cols), column_titles=titles, row_titles=[r or " " for r in rows],
+                        horizontal_spacing=0.03, vertical_spacing=0.1 if len(rows) > 1 else 0.02)
+    top = next((s.vmax for s in scaled if s is not None and not s.empty), 1.0) if one_range else 1.0
     low = -top if sign == "signed" else 0.0
     for i, (item, s) in enumerate(zip(items, scaled)):
         r, c = where[i]
         axis = r * len(cols) + c + 1
         axis = "" if axis == 1 else str(axis)  # plotly names the first axes x/y, then x2/y2, ...
-        if s.empty:
-            fig.add_annotation(text=_wrap(s.empty), x=0.5, y=0.5, xref=f"x{axis} domain", yref=f"y{axis} domain",
+        message = item.text if isinstance(item, Placeholder) else s.empty
+        if message:
+            fig.add_annotation(text=_wrap(message), x=0.5, y=0.5, xref=f"x{axis} domain", yref=f"y{axis} domain",
                                showarrow=False, font={"size": 11})
+            # an invisible point keeps the empty cell's axes (and its square) in place
+            fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker={"opacity": 0}, showlegend=False,
+                                     hoverinfo="skip"), row=r + 1, col=c + 1)
         elif view == "map":
-            z = s.values * (top if shared else 1.0)
+            z = s.values * (top if one_range else 1.0)
             fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis",
                                      hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>"), row=r + 1, col=c + 1)
         else:
-            fig.add_trace(go.Image(z=np.asarray(overlay_image(item.image, s, alpha=alpha))
-                                   if item.image is not None else colorize(s), hoverinfo="skip"),
-                          row=r + 1, col=c + 1)
+            picture = overlay_image(item.image, s, alpha=alpha) if item.image is not None else heatmap_image(s)
+            if picture.width * picture.height > INLINE_PIXELS:
+                # a PNG source rather than a z array: a tenth of the bytes to send for a 299-px picture
+                trace = go.Image(source=_data_uri(picture), hoverinfo="skip")
+            else:  # a small picture (the 32-px digits): its pixels cost less than a PNG, and draw at once
+                trace = go.Image(z=np.asarray(picture), hoverinfo="skip")
+            fig.add_trace(trace, row=r + 1, col=c + 1)
+        caption = _caption(item)
+        if caption:
+            fig.add_annotation(text=_wrap(caption, 40), x=0.5, y=0.0, xref=f"x{axis} domain", yref=f"y{axis} domain",
+                               yanchor="top", showarrow=False, font={"size": 10, "color": "#555"})
         fig.update_xaxes(visible=False, row=r + 1, col=c + 1)
         fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{axis}", row=r + 1, col=c + 1)
     # one colour bar for all maps (an invisible marker carries it when the cells are RGB overlays)
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
                              marker={"coloraxis": "coloraxis", "color": [low, top]}))
-    title = {"shared": f"{sign}, x mean |attribution| per map (shared scale)",
-             "raw": f"{sign}, raw attribution (shared scale)",
-             "per-map": f"{sign}, each map on its own scale: colours not comparable"}[scale]
     fig.update_layout(coloraxis={"colorscale": COLORSCALES[sign], "cmin": low, "cmax": top,
-                                 "colorbar": {"title": {"text": title, "side": "right"}}},
-                      width=max(400, cell_px * len(cols) + 160), height=max(300, cell_px * len(rows) + 80),
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, plot_bgcolor="white")
+                                 "colorbar": {"title": {"text": scale_title(scale, sign), "side": "top"},
+                                              "orientation": "h", "x": 0.5, "xanchor": "center",
+                                              "y": -0.02, "yanchor": "top", "len": 0.9, "thickness": 12}},
+                      height=max(300, cell_px * len(rows) + 140),
+                      margin={"l": 10, "r": 30, "t": 60, "b": 90}, plot_bgcolor="white")
+    if width is not None:
+        fig.update_layout(width=width)
     return fig
+
+
+def scale_title(scale: str, sign: str) -> str:
+    """The colour bar's title: what the colours show, on which scale, in a few words (it must fit a
+    narrow figure; :func:`scale_note` says it in full)."""
+    what = {"signed": "signed", "absolute": "magnitude", "positive": "positive part"}[sign]
+    return {"per-method": f"{what}, one scale per method (fraction of the column's full colour)",
+            "shared": f"{what}, x mean |attribution| of each map, one scale",
+            "raw": f"{what}, raw attribution, one scale",
+            "per-map": f"{what}, each map on its own scale: colours not comparable"}[scale]
+
+
+def scale_note(scale: str, sign: str) -> str:
+    """One sentence for people on how to read a comparison figure's colours."""
+    what = {"signed": "Red is for the class, blue against it", "absolute": "Colour is how much a pixel mattered",
+            "positive": "Colour is how much a pixel spoke for the class"}[sign]
+    how = {"per-method": "each method (column) has its own colour range, shared by the networks in it: compare "
+                         "networks within a column, not colours across columns",
+           "shared": "every map is in units of its own mean and one range colours them all: maps compare "
+                     "across methods and networks, and smooth maps look faint next to peaky ones",
+           "raw": "one range of raw values colours every map: only meaningful for one method",
+           "per-map": "each map is on its own range: colours cannot be compared between maps"}[scale]
+    return f"{what}; {how}."
+
+
+def _data_uri(picture: Image.Image) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode("ascii")
+
+
+def _number(value: float) -> str:
+    return f"{value:.2g}" if value < 100 else f"{value:,.0f}"
 
 
 def _wrap(text: str, width: int = 34) -> str:
