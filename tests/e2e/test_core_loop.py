@@ -116,7 +116,7 @@ def test_a_yaml_edit_sticks_across_a_further_click(page):
     text = area.input_value()
     area.fill(text.replace("repeat: 8", "repeat: 4"))
     area.press("Control+Enter")
-    wait_idle(page)
+    wait_run(page)
     page.get_by_role("button", name="Validate and apply YAML").click()
     four = XCEPTION.with_overrides(middle_repeats=4)
     assert wait_metric_changes(page, "Parameters", params_of(XCEPTION)) == params_of(four)
@@ -142,10 +142,9 @@ def test_an_uploaded_spec_sticks_across_a_further_click(page, tmp_path):
 
 def test_the_a_label_follows_the_network_it_pins(page):
     sidebar(page).get_by_role("link", name="Costs").click()
-    wait_idle(page)
+    wait_run(page)
     page.get_by_role("tab", name="Compare A / B").click()
-    label = page.get_by_label("Label for A", exact=True)
-    assert label.input_value() == "xception"
+    expect(page.get_by_label("Label for A", exact=True)).to_have_value("xception", timeout=30_000)
     choose(page, "Network", "inception_v3", sidebar(page))
     wait_metric_changes(page, "Parameters", params_of(XCEPTION))
     page.get_by_role("tab", name="Compare A / B").click()
