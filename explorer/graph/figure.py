@@ -11,7 +11,7 @@ in Streamlit (``on_select``) names the layer.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal
 
 import networkx as nx
 import plotly.graph_objects as go

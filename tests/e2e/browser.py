@@ -106,6 +106,7 @@ def wait_metric_changes(page, label: str, before: str, timeout: float = 90_000) 
 
 def keep(page, tmp_path: Path, name: str) -> Path:
     shot = tmp_path / name
+    page.mouse.move(0, 0)  # no tooltip of whatever was clicked last
     page.screenshot(path=str(shot), full_page=False)
     if os.environ.get("EXPLORER_SAVE_SCREENSHOTS"):
         target = ROOT / "docs" / "images" / name

@@ -6,7 +6,8 @@ from browser import app_url, browser, keep, metric, needs_chromium, wait_idle, w
 
 pytestmark = needs_chromium
 
-def test_residual_toggle_changes_the_totals(app_url, browser, tmp_path):
+
+def test_residual_toggle_changes_the_totals(app_url, browser):
     from explorer.cost import count_costs
     from explorer.spec import load_spec
 
@@ -20,7 +21,6 @@ def test_residual_toggle_changes_the_totals(app_url, browser, tmp_path):
     page.locator('[data-testid="stSidebar"]').get_by_text("Residual connections").click()
     after = wait_metric_changes(page, "Parameters", before)
     assert after == f"{count_costs(spec.with_overrides(residual=False)).totals['params']:,}"
-    assert keep(page, tmp_path, "app_architecture.png").stat().st_size > 10_000
     page.close()
 
 
