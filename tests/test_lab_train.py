@@ -90,13 +90,18 @@ def test_num_classes_follows_the_data_unless_set(data):
         train(spec, data, TrainConfig(epochs=1), strict_classes=True)
 
 
-def test_aux_head_output_is_trained():
-    spec = parse_spec({
+def tiny_aux_spec():
+    """A conv stem, an auxiliary head beside it and a classifier: the smallest spec with a training-only head."""
+    return parse_spec({
         "name": "tiny_aux", "input_size": 24, "num_classes": 10, "blocks": [
             {"name": "stem", "type": "conv", "flow": "entry", "out": 8, "padding": 1},
             {"name": "aux", "type": "aux_head", "flow": "entry", "channels": [8, 16]},
             {"name": "pool", "type": "pool", "flow": "exit", "mode": "global_avg"},
             {"name": "fc", "type": "classifier", "flow": "exit"}]})
+
+
+def test_aux_head_output_is_trained():
+    spec = tiny_aux_spec()
     data = load_data("digits", input_size=24, in_channels=3, limit=64)
     before = build_model(spec, seed=0).aux.fc.weight.clone()
     result = train(spec, data, TrainConfig(epochs=1, batch_size=32, device="cpu"))
@@ -173,12 +178,7 @@ def test_recalibration_sets_running_statistics_to_the_images_statistics():
 
 
 def test_recalibration_leaves_layers_off_the_eval_path_alone():
-    spec = parse_spec({
-        "name": "tiny_aux", "input_size": 24, "num_classes": 10, "blocks": [
-            {"name": "stem", "type": "conv", "flow": "entry", "out": 8, "padding": 1},
-            {"name": "aux", "type": "aux_head", "flow": "entry", "channels": [8, 16]},
-            {"name": "pool", "type": "pool", "flow": "exit", "mode": "global_avg"},
-            {"name": "fc", "type": "classifier", "flow": "exit"}]})
+    spec = tiny_aux_spec()
     data = load_data("digits", input_size=24, in_channels=3, limit=64)
     config = TrainConfig(epochs=1, batch_size=32, device="cpu")
     on = train(spec, data, config).model.state_dict()
