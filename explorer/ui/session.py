@@ -101,11 +101,6 @@ def knob_state() -> dict[str, Any]:
     return {k: st.session_state.get(knob_key(k), v) for k, v in knob_values(base).items()}
 
 
-def changed_knob_names() -> set[str]:
-    """The knobs whose sidebar value differs from the base spec's own."""
-    return set(changed_knobs(base_spec(), knob_state()))
-
-
 def changed_knob_values() -> dict[str, Any]:
     """The knobs whose sidebar value differs from the base spec's own, with their values."""
     return changed_knobs(base_spec(), knob_state())
@@ -114,7 +109,7 @@ def changed_knob_values() -> dict[str, Any]:
 def current_spec() -> Spec:
     """The base with the sidebar's knobs applied. A knob error leaves the base as it is and says why."""
     base = base_spec()
-    knobs = changed_knobs(base, knob_state())
+    knobs = changed_knob_values()
     if not knobs:
         return base
     try:
@@ -178,7 +173,7 @@ def sidebar_controls() -> None:
     values = knob_values(base_spec())
     side.markdown(f"**Knobs of {base_spec().name}** — the paper's ablations and more")
     _knob_widgets(side, values)
-    if changed_knobs(base_spec(), knob_state()):
+    if changed_knob_values():
         side.button("Reset knobs", width="stretch", on_click=reset_knobs, key="reset_knobs",
                     help=f"Back to {base_spec().name}'s own values.")
 

@@ -143,8 +143,7 @@ st.caption("The paper's ablations are about learning, not cost: train the varian
            "the curves.")
 
 base, current = session.base_spec(), session.current_spec()
-knobs = session.knob_state()
-changed = {k: knobs[k] for k in session.changed_knob_names()}
+changed = session.changed_knob_values()
 sidebar_is_mini = base.name == MINI
 if sidebar_is_mini:
     choices = {"mini": f"{MINI} as set in the sidebar"}
