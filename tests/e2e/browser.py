@@ -72,9 +72,12 @@ def browser():
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until the script run finished (Streamlit's running indicator is gone)."""
+    """Wait until the script run finished: Streamlit's running indicator is gone and no element of the
+    previous run is left (a widget under a new key replaces its old copy only once the run is over)."""
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && !document.querySelector('[data-testid=\"stElementContainer\"][data-stale=\"true\"]')",
+        timeout=timeout)
 
 
 def wait_run(page, timeout: float = 60_000) -> None:

@@ -80,7 +80,7 @@ def set_middle_blocks(page, n: int) -> None:
 
 def unrelated_click(page) -> None:
     """A click that must not change the network: the graph's "Size by" control."""
-    radio = page.get_by_role("radiogroup", name="Size by").get_by_role("radio", name="parameters")
+    radio = only(page.get_by_role("radiogroup", name="Size by")).get_by_role("radio", name="parameters")
     radio.click()
     expect(radio).to_have_attribute("aria-checked", "true")
     wait_run(page)
