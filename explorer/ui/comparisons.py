@@ -11,6 +11,7 @@ from explorer.format import count, mib, shape, si
 from explorer.plots import LINEAR_SI, log_axis
 from explorer.spec import Spec, parse_spec
 from explorer.ui import session
+from explorer.ui.widgets import signed
 
 
 @st.cache_data(max_entries=32, show_spinner="Pricing every segments setting…")
@@ -96,7 +97,7 @@ def compare(spec: Spec, pin: tuple[Spec, str] | None) -> None:
     st.markdown(f"**A**: {a_label} — **B**: {now}")
     totals = pd.DataFrame([
         {"": name, "A": fmt(diff.a.totals[key]), "B": fmt(diff.b.totals[key]),
-         "B − A": (("+" if diff.totals[key] > 0 else "−") + fmt(abs(diff.totals[key]))) if diff.totals[key] else "0"}
+         "B − A": signed(diff.totals[key], fmt) or "0"}
         for name, key, fmt in [("parameters", "params", count), ("MACs", "macs", si),
                                ("element-wise ops", "elementwise_ops", si),
                                ("activation memory", "activation_bytes", mib),
