@@ -15,15 +15,19 @@ import json
 import sys
 from typing import Sequence
 
+from explorer.errors import ExplorerError, for_flags
 from explorer.spec import (
     KNOB_HELP,
-    ExplorerError,
     Spec,
     dump_yaml,
     list_presets,
     load_spec,
     parse_assignments,
 )
+
+# The flag that carries each argument of the library's functions, where the names differ
+# (a UsageError names the argument; the command line says the flag).
+FLAGS: dict[str, str] = {"assignments": "--set", "overrides": "--set", "vary": "--vary"}
 
 # Each command and the module whose ``register`` adds it, in the order ``--help`` lists them.
 # Only the module of the command being run is imported, so ``costs`` never loads torch.
@@ -102,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except ExplorerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {for_flags(exc, FLAGS)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `... | head`
         return 0

@@ -24,7 +24,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from explorer.spec.errors import ExplorerError
+from explorer.errors import ExplorerError
 
 SOURCES = ("timm-legacy-xception", "torchvision-inception-v3", "explorer")
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from explorer.cli import main
+from explorer.errors import ExplorerError, SpecError
 from explorer.lab.ablate import (
     AblationResult,
     RunRecord,
@@ -21,9 +22,7 @@ from explorer.lab.ablate import (
     summary_markdown,
 )
 from explorer.lab.train import EpochStats
-from explorer.spec import SpecError
 from explorer.weights import load_checkpoint
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,8 +45,10 @@ def test_variants_are_the_cartesian_product():
     (["mid_activation=relu,tanh"], "bad value 'tanh'"),
 ])
 def test_bad_vary(items, needle):
-    with pytest.raises(SpecError, match=needle):
+    with pytest.raises(ExplorerError, match=needle) as caught:
         parse_vary(items)
+    # a malformed item names the argument; a bad knob or value names the knob
+    assert getattr(caught.value, "argument", None) == "vary" or isinstance(caught.value, SpecError)
 
 
 def _history(losses, accs):

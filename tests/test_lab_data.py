@@ -9,6 +9,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torchvision.transforms import functional as TF
 
+from explorer.errors import ExplorerError
 from explorer.lab.data import (
     DataError,
     digits_samples,
@@ -18,7 +19,6 @@ from explorer.lab.data import (
     stratified_split,
     to_model_input,
 )
-from explorer.spec.errors import ExplorerError
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from explorer.build import build_model
-from explorer.lab.data import DataError, load_data
-from explorer.lab.data import to_model_input
+from explorer.errors import ExplorerError
+from explorer.lab.data import DataError, load_data, to_model_input
 from explorer.lab.train import (
     EpochStats,
     TrainConfig,
@@ -22,7 +22,6 @@ from explorer.lab.train import (
     train,
 )
 from explorer.spec import load_spec, parse_spec
-from explorer.spec.errors import ExplorerError
 
 TINY = {"width": 0.5, "middle_repeats": 1}
 

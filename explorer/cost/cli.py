@@ -15,25 +15,25 @@ from explorer.cost.counts import DTYPE_BYTES, LEVELS, count_costs
 from explorer.cost.diff import diff_specs
 from explorer.cost.tables import cost_csv, cost_table, diff_table, whatif_table
 from explorer.cost.whatif import what_if
+from explorer.errors import UsageError
 from explorer.spec import load_spec
-from explorer.spec.errors import SpecError
 
 
 def parse_batch(text: str) -> int:
-    """``--batch`` as a whole number of at least 1, else a one-line :class:`SpecError`."""
+    """``--batch`` as a whole number of at least 1, else a one-line :class:`UsageError`."""
     try:
         batch = int(text)
     except ValueError:
         batch = 0
     if batch < 1:
-        raise SpecError("--batch", f"must be a whole number of at least 1, got '{text}'")
+        raise UsageError("batch", f"must be a whole number of at least 1, got '{text}'")
     return batch
 
 
 def parse_level(text: str) -> str:
-    """``--by`` as one of the levels, else a one-line :class:`SpecError`."""
+    """``--by`` as one of the levels, else a one-line :class:`UsageError`."""
     if text not in LEVELS:
-        raise SpecError("--by", f"unknown level '{text}' (choose from {', '.join(LEVELS)})")
+        raise UsageError("by", f"unknown level '{text}' (choose from {', '.join(LEVELS)})")
     return text
 
 

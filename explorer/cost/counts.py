@@ -20,8 +20,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Literal
 
+from explorer.errors import UsageError
 from explorer.spec import INPUT, Layer, Spec, param_count, spec_layers
-from explorer.spec.errors import SpecError
 from explorer.spec.layers import CONV_KINDS, free_after
 
 Level = Literal["layer", "block", "flow", "kind"]
@@ -104,7 +104,7 @@ class CostReport:
         Training-only layers are left out of every aggregate but ``layer``.
         """
         if level not in LEVELS:
-            raise SpecError("--by", f"unknown level '{level}' (choose from {', '.join(LEVELS)})")
+            raise UsageError("by", f"unknown level '{level}' (choose from {', '.join(LEVELS)})")
         if level == "layer":
             return [_row(c) for c in self.layers]
         groups: dict[str, dict] = {}
@@ -173,9 +173,9 @@ def peak_activation_bytes(layers: list[Layer], batch: int = 1, dtype_bytes: int 
 def count_costs(spec: Spec, batch: int = 1, dtype: str = "float32") -> CostReport:
     """Shape-propagate ``spec`` and price every layer; no model is built, no torch imported."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise SpecError("--batch", f"must be a whole number of at least 1, got {batch!r}")
+        raise UsageError("batch", f"must be a whole number of at least 1, got {batch!r}")
     if dtype not in DTYPE_BYTES:
-        raise SpecError("--dtype", f"unknown dtype '{dtype}' (choose from {', '.join(DTYPE_BYTES)})")
+        raise UsageError("dtype", f"unknown dtype '{dtype}' (choose from {', '.join(DTYPE_BYTES)})")
     nbytes = DTYPE_BYTES[dtype]
     layers = spec_layers(spec)
     rows = tuple(

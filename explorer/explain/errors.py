@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer.spec.errors import ExplorerError
+from explorer.errors import ExplorerError
 
 
 class ExplainError(ExplorerError, ValueError):

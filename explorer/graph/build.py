@@ -17,8 +17,8 @@ from typing import Iterable, Literal
 import networkx as nx
 
 from explorer.cost import count_costs
+from explorer.errors import ExplorerError
 from explorer.spec import INPUT, Layer, Spec, spec_layers
-from explorer.spec.errors import ExplorerError
 from explorer.spec.schema import block_paths
 
 Level = Literal["layer", "block"]

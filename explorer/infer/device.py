@@ -10,7 +10,7 @@ from typing import Callable, Iterator, TypeVar
 import torch
 from torch import nn
 
-from explorer.spec.errors import ExplorerError
+from explorer.errors import ExplorerError
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

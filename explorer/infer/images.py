@@ -21,7 +21,7 @@ from typing import IO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from explorer.spec.errors import ExplorerError
+from explorer.errors import ExplorerError
 
 # The decoders Pillow may try (only these: less attack surface). JPEG's also opens MPO, the
 # multi-picture JPEG many cameras write.

@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from explorer.errors import ExplorerError, UsageError
 from explorer.lab.data import ImageData, load_data
 from explorer.lab.figures import ABLATION_METRICS, ablation_figure
 from explorer.lab.train import EpochStats, Progress, TrainConfig, train
-from explorer.spec import Spec, SpecError
-from explorer.spec.errors import ExplorerError
+from explorer.spec import Spec
 from explorer.spec.knobs import coerce_knob
 
 FORMAT = "xception-explorer-ablation/1"
@@ -64,12 +64,12 @@ def parse_vary(items: Sequence[str]) -> list[tuple[str, list[Any]]]:
         name, sep, values = item.partition("=")
         name = name.strip()
         if not sep or not name or not values.strip():
-            raise SpecError("--vary", f"expected KNOB=V1,V2,..., got '{item}'")
+            raise UsageError("vary", f"expected KNOB=V1,V2,..., got '{item}'")
         if name in (n for n, _ in vary):
-            raise SpecError("--vary", f"'{name}' is varied twice: give all its values in one --vary")
+            raise UsageError("vary", f"'{name}' is varied twice: give all its values in one --vary")
         parsed = [coerce_knob(name, v.strip()) for v in values.split(",") if v.strip()]
         if len(set(map(repr, parsed))) != len(parsed):
-            raise SpecError("--vary", f"'{name}' lists a value twice")
+            raise UsageError("vary", f"'{name}' lists a value twice")
         vary.append((name, parsed))
     return vary
 

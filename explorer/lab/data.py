@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from explorer.errors import ExplorerError
 from explorer.infer.preprocess import Preprocess
-from explorer.spec.errors import ExplorerError
 
 DIGITS = "digits"
 DIGITS_SIZE = 8

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from explorer.build import SpecNet, build_model
+from explorer.errors import ExplorerError
 from explorer.lab.data import DataError, ImageData, to_model_input
 from explorer.spec import Spec
-from explorer.spec.errors import ExplorerError
 
 AUX_WEIGHT = 0.4
 

@@ -1,6 +1,6 @@
 """Block specs: the schema, the presets, the knobs and shape propagation (no torch)."""
 
-from explorer.spec.errors import ExplorerError, SpecError
+from explorer.errors import ExplorerError, SpecError
 from explorer.spec.io import dump_yaml, list_presets, load_spec, parse_spec
 from explorer.spec.knobs import (
     KNOB_HELP,

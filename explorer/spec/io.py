@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from explorer.spec.errors import SpecError
+from explorer.errors import SpecError
 from explorer.spec.layers import spec_layers
 from explorer.spec.schema import BLOCK_TYPES, Spec
 

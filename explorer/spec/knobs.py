@@ -13,7 +13,7 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import Annotated
 
-from explorer.spec.errors import SpecError
+from explorer.errors import SpecError, UsageError
 from explorer.spec.layers import spec_layers
 from explorer.spec.schema import Spec, block_paths
 
@@ -65,7 +65,7 @@ def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise SpecError("--set", f"expected KNOB=VALUE, got '{item}'")
+            raise UsageError("assignments", f"expected KNOB=VALUE, got '{item}'")
         knobs[name.strip()] = coerce_knob(name.strip(), value.strip())
     return knobs
 

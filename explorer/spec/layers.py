@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
+from explorer.errors import SpecError
 from explorer.format import shape as _fmt
-from explorer.spec.errors import SpecError
 from explorer.spec.schema import (
     AuxHeadBlock,
     ClassifierBlock,

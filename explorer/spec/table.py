@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from explorer.spec.errors import SpecError
+from explorer.errors import SpecError
 from explorer.spec.io import parse_spec
 from explorer.spec.schema import Spec
 
