@@ -162,7 +162,7 @@ def test_the_fast_copy_computes_the_same_function(name, knobs):
     from conftest import randomize_
 
     from explorer.build import build_model
-    from explorer.infer.fast import FastNet, can_pack, fast_copy
+    from explorer.build.fast import FastNet, can_pack, fast_copy
 
     spec = load_spec(name.split("+")[0]).with_overrides(**knobs)
     if name.endswith("+dropout"):  # an identity in eval before a block whose input is also its shortcut's

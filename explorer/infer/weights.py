@@ -188,12 +188,12 @@ class LoadedModel:
 
     def runner(self, device: torch.device | str, precision: str = "fp32") -> nn.Module:
         """The network to predict with on ``device``: a cached inference-only copy (batch norms folded,
-        ReLUs and adds in place, on the CPU in fp32 weights prepacked; see :mod:`explorer.infer.fast`),
+        ReLUs and adds in place, on the CPU in fp32 weights prepacked; see :mod:`explorer.build.fast`),
         or the model itself with ``fast=False``."""
         device = torch.device(device)
         if not self.fast:
             return self.on(device)
-        from explorer.infer.fast import fast_copy
+        from explorer.build.fast import fast_copy
 
         if device.type == "cpu" and precision == "fp32" and self.channels_last:
             return self._copy("packed", device, lambda: fast_copy(self.model, pack=True), convert=False)
