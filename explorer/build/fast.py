@@ -24,9 +24,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from explorer.build.modules import Add
-from explorer.spec import INPUT
-
-_CONVS = ("conv", "depthwise", "pointwise", "grouped_conv")
+from explorer.spec import INPUT, Kind, kind_info
 
 
 class _Step(nn.Module):
@@ -55,6 +53,7 @@ class FastNet(nn.Module):
         net = copy.deepcopy(net).eval()
         layers = [layer for layer in net.layers if not layer.train_only]
         kinds = {layer.name: layer.kind for layer in layers}
+        convs = {name for name, kind in kinds.items() if kind_info(kind).conv}
         readers: dict[str, int] = {}
         for layer in layers:
             for name in layer.inputs:
@@ -67,12 +66,12 @@ class FastNet(nn.Module):
         for layer in layers:
             inputs = tuple(alias.get(i, i) for i in layer.inputs)
             module = net.get_submodule(layer.name)
-            if layer.kind == "dropout":  # the identity in eval: drop it, so no two names hold one tensor
+            if kind_info(layer.kind).eval_identity:  # dropout: drop it, so no two names hold one tensor
                 alias[layer.name] = inputs[0]
                 for name in inputs:
                     readers[name] = readers.get(name, 0) - 1 + readers.get(layer.name, 0)
                 continue
-            if (layer.kind == "batchnorm" and len(inputs) == 1 and kinds.get(inputs[0]) in _CONVS
+            if (layer.kind == Kind.BATCHNORM and len(inputs) == 1 and inputs[0] in convs
                     and readers.get(inputs[0]) == 1):
                 conv_name = inputs[0]
                 index = position[conv_name]
@@ -93,7 +92,7 @@ class FastNet(nn.Module):
             # overwrite the first input only where this step is its last reader and it is not the caller's tensor
             mutable = bool(inputs) and inputs[0] != INPUT and last_read.get(inputs[0]) == i \
                 and inputs.count(inputs[0]) == 1
-            inplace = mutable and kind in ("activation", "add") and isinstance(module, (nn.ReLU, Add))
+            inplace = mutable and kind_info(kind).inplace_ok and isinstance(module, (nn.ReLU, Add))
             steps.append(_Step(module, inputs, inplace))
             names.append(name)
         self.steps = nn.ModuleList(steps)
@@ -102,7 +101,7 @@ class FastNet(nn.Module):
         self.in_shapes = tuple(in_shapes[name] for name in names)
         self.frees = tuple(tuple(n for n, last in last_read.items() if last == i and n != self.output)
                            for i in range(len(plan)))
-        self.folded = sum(kinds[name] == "batchnorm" for name in alias)
+        self.folded = sum(kinds[name] == Kind.BATCHNORM for name in alias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, torch.Tensor] = {INPUT: x}

@@ -18,8 +18,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from explorer.build.modules import Add, Concat, Container, GlobalAvgPool, InputAffine
-from explorer.spec import INPUT, Layer, Spec, SpecError, param_count, spec_layers
+from explorer.build.modules import FACTORIES, Container
+from explorer.spec import INPUT, Kind, Layer, Spec, SpecError, param_count, spec_layers
 from explorer.spec.layers import free_after
 
 DEFAULT_MAX_WEIGHT_BYTES = 4 * 2**30
@@ -27,32 +27,8 @@ MAX_WEIGHT_BYTES_ENV = "EXPLORER_MAX_WEIGHT_BYTES"
 
 
 def make_module(layer: Layer) -> nn.Module:
-    """The torch module for one layer (``nn.ReLU`` modules, never inplace)."""
-    cfg = layer.config
-    kind = layer.kind
-    if kind in ("conv", "depthwise", "pointwise", "grouped_conv"):
-        return nn.Conv2d(cfg["in_channels"], cfg["out_channels"], cfg["kernel"], cfg["stride"],
-                         cfg["padding"], groups=cfg["groups"], bias=cfg["bias"])
-    if kind == "batchnorm":
-        return nn.BatchNorm2d(cfg["channels"], eps=cfg["eps"])
-    if kind == "activation":
-        return nn.ELU() if cfg["fn"] == "elu" else nn.ReLU()
-    if kind == "pool":
-        if cfg["mode"] == "global_avg":
-            return GlobalAvgPool()
-        pool = nn.MaxPool2d if cfg["mode"] == "max" else nn.AvgPool2d
-        return pool(cfg["kernel"], cfg["stride"], cfg["padding"])
-    if kind == "add":
-        return Add()
-    if kind == "concat":
-        return Concat()
-    if kind == "linear":
-        return nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg["bias"])
-    if kind == "dropout":
-        return nn.Dropout(cfg["p"])
-    if kind == "affine":
-        return InputAffine(cfg["scale"], cfg["shift"])
-    raise ValueError(f"no module for layer kind '{kind}'")
+    """The torch module for one layer, made by its kind's factory (:data:`explorer.build.modules.FACTORIES`)."""
+    return FACTORIES[Kind(layer.kind)](layer)
 
 
 class SpecNet(nn.Module):

@@ -7,7 +7,8 @@ Cout per sample; linear: in · out); a conv or linear bias is one element-wise
 op per output. Everything else is counted apart, as element-wise ops per
 output element: batch norm 2 (scale, shift), an activation 1, an add 1, the
 input affine 2, a max/avg pool one per window element (global average: one per
-input element), concat and dropout (eval) 0.
+input element), concat and dropout (eval) 0. Each kind's formulas are its
+entry in the kinds table (:data:`explorer.spec.kinds.KINDS`).
 
 Auxiliary layers (Inception's aux head) run in training only: their parameters
 count, their MACs and memory are reported on their rows but left out of the
@@ -17,52 +18,27 @@ inference totals.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 from explorer.errors import UsageError
-from explorer.spec import INPUT, Layer, Spec, param_count, spec_layers
-from explorer.spec.layers import CONV_KINDS, free_after
+from explorer.spec import INPUT, Layer, Spec, kind_info, param_count, spec_layers
+from explorer.spec.layers import free_after
 
 Level = Literal["layer", "block", "flow", "kind"]
 LEVELS: tuple[str, ...] = ("layer", "block", "flow", "kind")
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
-def _numel(shape: Iterable[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def layer_macs(layer: Layer) -> int:
     """Multiply-accumulates of one layer for one sample."""
-    cfg = layer.config
-    if layer.kind in CONV_KINDS:
-        kh, kw = cfg["kernel"]
-        return _numel(layer.out_shape) * (cfg["in_channels"] // cfg["groups"]) * kh * kw
-    if layer.kind == "linear":
-        return cfg["in_features"] * cfg["out_features"]
-    return 0
+    return kind_info(layer.kind).macs(layer)
 
 
 def layer_elementwise(layer: Layer) -> int:
     """Element-wise operations of one layer for one sample (see the module docstring)."""
-    out = _numel(layer.out_shape)
-    kind, cfg = layer.kind, layer.config
-    if kind in CONV_KINDS or kind == "linear":
-        return out if cfg.get("bias") else 0
-    if kind == "batchnorm" or kind == "affine":
-        return 2 * out
-    if kind in ("activation", "add"):
-        return out
-    if kind == "pool":
-        if cfg["mode"] == "global_avg":
-            return _numel(layer.in_shape)
-        kh, kw = cfg["kernel"]
-        return out * kh * kw
-    return 0
+    return kind_info(layer.kind).elementwise(layer)
 
 
 @dataclass(frozen=True)
@@ -70,7 +46,7 @@ class LayerCost:
     """One row of the cost table: a layer (module path) and what it costs at the report's batch."""
 
     name: str
-    kind: str
+    kind: str  # the kind's name: a report is plain data, written out as JSON and CSV
     flow: str
     block: str
     in_shape: tuple[int, ...]
@@ -155,13 +131,13 @@ def peak_activation_bytes(layers: list[Layer], batch: int = 1, dtype_bytes: int 
     """
     if not layers:
         return 0
-    live = {INPUT: _numel(layers[0].in_shape) * batch * dtype_bytes}
+    live = {INPUT: math.prod(layers[0].in_shape) * batch * dtype_bytes}
     current = peak = live[INPUT]
     frees = free_after(layers, training=False)
     for layer, free in zip(layers, frees):
         if layer.train_only:
             continue
-        live[layer.name] = _numel(layer.out_shape) * batch * dtype_bytes
+        live[layer.name] = math.prod(layer.out_shape) * batch * dtype_bytes
         current += live[layer.name]
         peak = max(peak, current)
         for name in free:
@@ -180,11 +156,11 @@ def count_costs(spec: Spec, batch: int = 1, dtype: str = "float32") -> CostRepor
     layers = spec_layers(spec)
     rows = tuple(
         LayerCost(
-            name=layer.name, kind=layer.kind, flow=layer.flow, block=layer.block,
+            name=layer.name, kind=layer.kind.value, flow=layer.flow, block=layer.block,
             in_shape=layer.in_shape, out_shape=layer.out_shape,
             params=param_count(layer), macs=layer_macs(layer) * batch,
             elementwise_ops=layer_elementwise(layer) * batch,
-            activation_bytes=_numel(layer.out_shape) * batch * nbytes,
+            activation_bytes=math.prod(layer.out_shape) * batch * nbytes,
             weight_bytes=param_count(layer) * nbytes, train_only=layer.train_only,
         )
         for layer in layers

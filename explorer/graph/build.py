@@ -76,7 +76,8 @@ def layer_graph(spec: Spec) -> nx.DiGraph:
                    label=INPUT, layers=0)
     for order, layer in enumerate(layers, 1):
         row = rows[layer.name]
-        graph.add_node(layer.name, kind=layer.kind, flow=layer.flow, block=layer.block,
+        # the kind's name, not the enum: node attributes are plain data (GraphML writes no enums)
+        graph.add_node(layer.name, kind=layer.kind.value, flow=layer.flow, block=layer.block,
                        in_shape=layer.in_shape, out_shape=layer.out_shape, params=row.params,
                        macs=row.macs, train_only=layer.train_only, order=order,
                        label=_short_label(layer.name, layer.block), layers=1)

@@ -19,29 +19,24 @@ import plotly.graph_objects as go
 from explorer.format import shape as _shape
 from explorer.graph.build import INPUT_KIND, GraphError
 from explorer.graph.layout import ARC_ROOM, ENTRY_X, Layout, layout_graph
+from explorer.spec.kinds import KINDS, Style
 
 ColorBy = Literal["kind", "flow", "macs", "params"]
 SizeBy = Literal["macs", "params"]
 COLOR_BY: tuple[str, ...] = ("kind", "flow", "macs", "params")
 SIZE_BY: tuple[str, ...] = ("macs", "params")
 
-KIND_COLORS = {
-    INPUT_KIND: "#222222", "affine": "#8c6d31", "input_affine": "#8c6d31",
-    "conv": "#1f77b4", "depthwise": "#2ca02c", "pointwise": "#17becf", "grouped_conv": "#bcbd22",
-    "batchnorm": "#b0b0b0", "activation": "#ff7f0e", "pool": "#9467bd", "add": "#d62728",
-    "concat": "#8c564b", "linear": "#e377c2", "dropout": "#c5b0d5",
-    # block types (block level)
-    "xception": "#2ca02c", "sepconv": "#17becf", "inception": "#1f77b4", "aux_head": "#bcbd22",
-    "classifier": "#e377c2", "repeat": "#2ca02c",
+# Layer kinds are drawn as the kinds table says; these are the other node kinds: the image, a collapsed
+# middle flow, and at block level the block types (a conv, pool or dropout block is drawn as its layer kind).
+_OTHER_STYLES = {
+    INPUT_KIND: Style("#222222", "square"), "input_affine": Style("#8c6d31", "circle"),
+    "xception": Style("#2ca02c", "square"), "sepconv": Style("#17becf", "square"),
+    "inception": Style("#1f77b4", "hexagon"), "aux_head": Style("#bcbd22", "star"),
+    "classifier": Style("#e377c2", "star"), "repeat": Style("#2ca02c", "square"),
 }
-KIND_SYMBOLS = {
-    INPUT_KIND: "square", "conv": "square", "depthwise": "square", "pointwise": "square",
-    "grouped_conv": "square", "batchnorm": "circle", "activation": "triangle-right", "pool": "diamond",
-    "add": "cross", "concat": "hexagon", "linear": "star", "dropout": "circle", "affine": "hexagon2",
-    "xception": "square", "inception": "hexagon", "sepconv": "square", "aux_head": "star",
-    "classifier": "star", "repeat": "square",
-}
-KIND_SIZES = {"batchnorm": 7, "activation": 8, "dropout": 7, "affine": 8, "add": 12, "concat": 12}
+_STYLES = {**{kind.value: info.style for kind, info in KINDS.items()}, **_OTHER_STYLES}
+_DEFAULT_STYLE = Style("#555555", "circle")
+_JOINS = frozenset(kind.value for kind, info in KINDS.items() if info.join)
 FLOW_FILLS = ("#e8f1fb", "#fdf0e1", "#e9f6e9", "#f6e9f4", "#fbf8dd", "#e6f6f7", "#f1ebf8")
 SKIP_COLOR = "#c0392b"
 EDGE_COLOR = "#7a7a7a"
@@ -49,8 +44,12 @@ _PX_PER_COL = 24
 _PX_PER_COL_BLOCK = 95
 _PX_PER_LANE = 30
 _LABEL_PX = 110  # left margin for the flow labels
-_JOINS = ("add", "concat")
 _CHAR_PX = 5.6  # width of a 10-px label character, for collision checks
+
+
+def style_of(kind: str) -> Style:
+    """How the figure draws a node of ``kind`` (a layer kind, a block type, ``input`` or ``repeat``)."""
+    return _STYLES.get(kind, _DEFAULT_STYLE)
 
 
 def _human(value: int | float) -> str:
@@ -172,7 +171,7 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
 
     def sizes(members: list[str]) -> list[float]:
         if size_by is None:
-            return [KIND_SIZES.get(data[n]["kind"], 10) for n in members]
+            return [style_of(data[n]["kind"]).size for n in members]
         top = max((data[n][size_by] for n in nodes), default=0) or 1
         # joins stay visible though they cost nothing
         return [max(6 + 20 * math.sqrt(data[n][size_by] / top), 10 if data[n]["kind"] in _JOINS else 0)
@@ -228,11 +227,11 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
         fills = {flow: FLOW_FILLS[i % len(FLOW_FILLS)] for i, flow in enumerate(b.flow for b in layout.bands)}
         for i, (value, members) in enumerate(by.items()):
             if color_by == "kind":
-                color = KIND_COLORS.get(value, "#555555")
+                color = style_of(value).color
             else:
                 color = _darker(fills.get(value, "#888888"))
             marker = dict(color=color, size=sizes(members),
-                          symbol=[KIND_SYMBOLS.get(data[n]["kind"], "circle") for n in members],
+                          symbol=[style_of(data[n]["kind"]).symbol for n in members],
                           line=dict(color="white", width=0.6),
                           opacity=[0.45 if data[n]["train_only"] else 1.0 for n in members])
             traces.append(node_trace(members, value, marker))
@@ -241,7 +240,7 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
         cmax = max(1, math.ceil(math.log10(1 + max(values, default=0))))
         ticks = list(range(0, cmax + 1, 3 if cmax > 6 else 1))
         marker = dict(color=_log_scale(values), colorscale="Viridis", cmin=0, cmax=cmax, size=sizes(nodes),
-                      symbol=[KIND_SYMBOLS.get(data[n]["kind"], "circle") for n in nodes],
+                      symbol=[style_of(data[n]["kind"]).symbol for n in nodes],
                       line=dict(color="white", width=0.6),
                       colorbar=dict(title=dict(text="MACs" if color_by == "macs" else "params"),
                                     tickvals=ticks, ticktext=[_human(10 ** t) if t else "0" for t in ticks],

@@ -5,16 +5,19 @@ This is the one description of a network that everything else reads. Each
 path), with the names of the layers it reads (``inputs``; ``"input"`` is the
 image), its input and output shapes (per sample, no batch axis) and the
 arguments its module is built with. The builder turns layers into modules,
-the cost model prices them, the graph draws them; no torch here.
+the cost model prices them, the graph draws them, each reading what a layer's
+kind means from one table (:mod:`explorer.spec.kinds`); no torch here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 from explorer.errors import SpecError
 from explorer.format import shape as _fmt
+from explorer.spec.kinds import Kind, kind_info
 from explorer.spec.schema import (
     AuxHeadBlock,
     ClassifierBlock,
@@ -36,20 +39,13 @@ from explorer.spec.schema import (
 INPUT = "input"
 Shape = tuple[int, ...]
 
-# Layer kinds. Modules are built for all of them; "add" and "concat" are the
-# named join points of the data flow.
-CONV, DEPTHWISE, POINTWISE, GROUPED = "conv", "depthwise", "pointwise", "grouped_conv"
-BATCHNORM, ACTIVATION, POOL, ADD, CONCAT = "batchnorm", "activation", "pool", "add", "concat"
-LINEAR, DROPOUT, AFFINE = "linear", "dropout", "affine"
-CONV_KINDS = frozenset({CONV, DEPTHWISE, POINTWISE, GROUPED})
-
 
 @dataclass(frozen=True)
 class Layer:
     """One leaf module of the network, as the spec describes it."""
 
     name: str
-    kind: str
+    kind: Kind  # what it is; everything that follows from that is in explorer/spec/kinds.py
     flow: str
     block: str
     inputs: tuple[str, ...]
@@ -72,7 +68,7 @@ class _Walker:
         self.train_only = False
 
     # -- emitting -----------------------------------------------------------
-    def emit(self, name: str, kind: str, inputs: tuple[str, ...], in_shape: Shape,
+    def emit(self, name: str, kind: Kind, inputs: tuple[str, ...], in_shape: Shape,
              out_shape: Shape, separable: str | None = None, **config: Any) -> tuple[str, Shape]:
         if any(d <= 0 for d in out_shape):
             raise SpecError(self.where, f"'{name}' would output {_fmt(out_shape)}: the input is too small "
@@ -82,7 +78,7 @@ class _Walker:
         return name, out_shape
 
     def conv(self, name: str, x: tuple[str, Shape], out: int, kernel: Any, stride: Any = 1,
-             padding: Any = 0, groups: int = 1, bias: bool = False, kind: str = CONV,
+             padding: Any = 0, groups: int = 1, bias: bool = False, kind: Kind = Kind.CONV,
              separable: str | None = None) -> tuple[str, Shape]:
         src, shape = x
         c, h, w = shape
@@ -99,22 +95,22 @@ class _Walker:
                          padding=(ph, pw), groups=groups, bias=bias)
 
     def bn(self, name: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
-        return self.emit(name, BATCHNORM, (x[0],), x[1], x[1], channels=x[1][0], eps=self.spec.bn_eps)
+        return self.emit(name, Kind.BATCHNORM, (x[0],), x[1], x[1], channels=x[1][0], eps=self.spec.bn_eps)
 
     def act(self, name: str, x: tuple[str, Shape], fn: str) -> tuple[str, Shape]:
         if fn == "none":
             return x
-        return self.emit(name, ACTIVATION, (x[0],), x[1], x[1], fn=fn)
+        return self.emit(name, Kind.ACTIVATION, (x[0],), x[1], x[1], fn=fn)
 
     def pool(self, name: str, x: tuple[str, Shape], mode: str, kernel: int = 3, stride: int = 1,
              padding: int = 0) -> tuple[str, Shape]:
         src, (c, h, w) = x
         if mode == "global_avg":
-            return self.emit(name, POOL, (src,), x[1], (c,), mode=mode, kernel=(h, w))
+            return self.emit(name, Kind.POOL, (src,), x[1], (c,), mode=mode, kernel=(h, w))
         if padding * 2 > kernel:
             raise SpecError(self.where + ".padding", f"pool padding {padding} exceeds half the kernel {kernel}")
         oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
-        return self.emit(name, POOL, (src,), x[1], (c, oh, ow), mode=mode, kernel=(kernel, kernel),
+        return self.emit(name, Kind.POOL, (src,), x[1], (c, oh, ow), mode=mode, kernel=(kernel, kernel),
                          stride=(stride, stride), padding=(padding, padding))
 
     def conv_bn_act(self, prefix: str, x: tuple[str, Shape], out: int, kernel: Any, stride: Any,
@@ -128,11 +124,11 @@ class _Walker:
                   padding: int, mid_activation: str, segments: int | None) -> tuple[str, Shape]:
         cin = x[1][0]
         groups = cin if segments is None else segments
-        kind = DEPTHWISE if groups == cin else (CONV if groups == 1 else GROUPED)
+        kind = Kind.DEPTHWISE if groups == cin else (Kind.CONV if groups == 1 else Kind.GROUPED_CONV)
         x = self.conv(f"{prefix}.depthwise", x, cin, kernel, stride, padding, groups=groups,
                       kind=kind, separable=prefix)
         x = self.act(f"{prefix}.mid_act", x, mid_activation)
-        return self.conv(f"{prefix}.pointwise", x, out, 1, kind=POINTWISE, separable=prefix)
+        return self.conv(f"{prefix}.pointwise", x, out, 1, kind=Kind.POINTWISE, separable=prefix)
 
     # -- blocks -------------------------------------------------------------
     def block_conv(self, b: ConvBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
@@ -166,7 +162,7 @@ class _Walker:
             if skip[1] != x[1]:
                 raise SpecError(self.where + ".residual",
                                 f"the shortcut gives {_fmt(skip[1])} but the block gives {_fmt(x[1])}")
-        return self.emit(f"{p}.add", ADD, (x[0], skip[0]), x[1], x[1])
+        return self.emit(f"{p}.add", Kind.ADD, (x[0], skip[0]), x[1], x[1])
 
     def block_inception(self, b: InceptionBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
         outs: list[tuple[str, Shape]] = []
@@ -192,7 +188,7 @@ class _Walker:
             sizes = ", ".join(f"{n.rsplit('.', 1)[-1]} {_fmt(s)}" for n, s in outs)
             raise SpecError(self.where + ".branches", f"branches end at different sizes: {sizes}")
         channels = sum(s[0] for _, s in outs)
-        return self.emit(f"{p}.concat", CONCAT, tuple(n for n, _ in outs), x[1],
+        return self.emit(f"{p}.concat", Kind.CONCAT, tuple(n for n, _ in outs), x[1],
                          (channels, *outs[0][1][1:]))
 
     def block_aux_head(self, b: AuxHeadBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
@@ -209,7 +205,7 @@ class _Walker:
         return self.pool(p, x, b.mode, b.kernel, b.stride, b.padding)
 
     def block_dropout(self, b: DropoutBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
-        return self.emit(p, DROPOUT, (x[0],), x[1], x[1], p=b.p)
+        return self.emit(p, Kind.DROPOUT, (x[0],), x[1], x[1], p=b.p)
 
     def block_classifier(self, b: ClassifierBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
         return self.linear(p, x, b.bias)
@@ -218,11 +214,11 @@ class _Walker:
         if len(x[1]) != 1:
             raise SpecError(self.where, f"'{name}' needs a flat input: put a global_avg pool before it "
                                         f"(it gets {_fmt(x[1])})")
-        return self.emit(name, LINEAR, (x[0],), x[1], (self.spec.num_classes,),
+        return self.emit(name, Kind.LINEAR, (x[0],), x[1], (self.spec.num_classes,),
                          in_features=x[1][0], out_features=self.spec.num_classes, bias=bias)
 
     def block_input_affine(self, b: InputAffineBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
-        return self.emit(p, AFFINE, (x[0],), x[1], x[1], scale=tuple(b.scale), shift=tuple(b.shift))
+        return self.emit(p, Kind.AFFINE, (x[0],), x[1], x[1], scale=tuple(b.scale), shift=tuple(b.shift))
 
     def run(self) -> list[Layer]:
         spec = self.spec
@@ -262,29 +258,11 @@ def free_after(layers: Sequence[Layer], *, training: bool = False) -> list[tuple
     return [tuple(f) for f in frees]
 
 
-def iter_params(layer: Layer) -> Iterator[tuple[str, tuple[int, ...]]]:
+def iter_params(layer: Layer) -> Iterator[tuple[str, Shape]]:
     """The learnable tensors a layer's module holds, as (suffix, shape), in registration order."""
-    cfg = layer.config
-    if layer.kind in CONV_KINDS:
-        kh, kw = cfg["kernel"]
-        yield "weight", (cfg["out_channels"], cfg["in_channels"] // cfg["groups"], kh, kw)
-        if cfg["bias"]:
-            yield "bias", (cfg["out_channels"],)
-    elif layer.kind == BATCHNORM:
-        yield "weight", (cfg["channels"],)
-        yield "bias", (cfg["channels"],)
-    elif layer.kind == LINEAR:
-        yield "weight", (cfg["out_features"], cfg["in_features"])
-        if cfg["bias"]:
-            yield "bias", (cfg["out_features"],)
+    return kind_info(layer.kind).params(layer)
 
 
 def param_count(layer: Layer) -> int:
     """Number of learnable parameters of ``layer``'s module."""
-    total = 0
-    for _, shape in iter_params(layer):
-        n = 1
-        for d in shape:
-            n *= d
-        total += n
-    return total
+    return sum(math.prod(shape) for _, shape in iter_params(layer))
