@@ -11,19 +11,23 @@ from typing import Any
 
 _API = {
     "Spec": "explorer.spec",
-    "SpecError": "explorer.spec",
-    "ExplorerError": "explorer.spec",
+    "SpecError": "explorer.errors",
+    "ExplorerError": "explorer.errors",
+    "UsageError": "explorer.errors",
     "load_spec": "explorer.spec",
     "parse_spec": "explorer.spec",
     "list_presets": "explorer.spec",
     "build_model": "explorer.build",
     "count_costs": "explorer.cost",
     "build_graph": "explorer.graph",
+    "list_weights": "explorer.weights",
+    "get_weights": "explorer.weights",
+    "load_model": "explorer.weights",
     "convert_state_dict": "explorer.weights",
     "load_weights": "explorer.weights",
     "read_checkpoint": "explorer.weights",
     "classify": "explorer.infer",
-    "explain": "explorer.explain",
+    "explain_image": "explorer.explain",
 }
 
 __all__ = sorted(_API)

@@ -16,18 +16,13 @@ import sys
 from typing import Sequence
 
 from explorer.errors import ExplorerError, for_flags
-from explorer.spec import (
-    KNOB_HELP,
-    Spec,
-    dump_yaml,
-    list_presets,
-    load_spec,
-    parse_assignments,
-)
+from explorer.spec import dump_yaml, list_presets, load_spec
+from explorer.spec.arguments import add_spec_arguments, resolve_spec
 
 # The flag that carries each argument of the library's functions, where the names differ
 # (a UsageError names the argument; the command line says the flag).
-FLAGS: dict[str, str] = {"assignments": "--set", "overrides": "--set", "vary": "--vary"}
+FLAGS: dict[str, str] = {"assignments": "--set", "vary": "--vary", "batch": "--batch", "by": "--by",
+                         "dtype": "--dtype"}
 
 # Each command and the module whose ``register`` adds it, in the order ``--help`` lists them.
 # Only the module of the command being run is imported, so ``costs`` never loads torch.
@@ -38,27 +33,12 @@ COMMANDS: dict[str, str] = {
     "diff": "explorer.cost.cli",
     "whatif": "explorer.cost.cli",
     "graph": "explorer.graph.cli",
+    "weights": "explorer.weights.cli",
     "classify": "explorer.infer.cli",
     "explain": "explorer.explain.cli",
     "train": "explorer.lab.cli",
     "ablate": "explorer.lab.cli",
 }
-
-
-def add_spec_arguments(parser: argparse.ArgumentParser, *, positional: bool = True) -> None:
-    """The common ``SPEC [--set k=v ...]`` arguments."""
-    if positional:
-        parser.add_argument("spec", metavar="SPEC", help=f"a preset ({', '.join(list_presets())}) or a YAML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KNOB=VALUE",
-                        help="apply a knob; repeatable. Knobs: " +
-                             "; ".join(f"{k}: {v}" for k, v in KNOB_HELP.items()))
-
-
-def resolve_spec(name: str, overrides: Sequence[str]) -> Spec:
-    """Load a spec and apply ``--set`` overrides."""
-    spec = load_spec(name)
-    knobs = parse_assignments(list(overrides))
-    return spec.with_overrides(**knobs) if knobs else spec
 
 
 def _presets(args: argparse.Namespace) -> int:

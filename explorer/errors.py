@@ -52,11 +52,10 @@ class UsageError(ExplorerError, ValueError):
 def for_flags(error: ExplorerError, flags: Mapping[str, str]) -> str:
     """``error`` as a command line says it: a :class:`UsageError`'s argument becomes its flag.
 
-    ``flags`` maps API argument names to flags (``{"overrides": "--set"}``).
-    An argument that is missing from ``flags`` becomes ``--name-with-dashes``.
-    Any other error is returned as it is.
+    ``flags`` maps API argument names to flags (``{"assignments": "--set"}``);
+    an argument missing from it keeps its API name. Any other error is
+    returned as it is.
     """
-    if isinstance(error, UsageError):
-        flag = flags.get(error.argument, "--" + error.argument.replace("_", "-"))
-        return f"{flag}: {error.reason}"
+    if isinstance(error, UsageError) and error.argument in flags:
+        return f"{flags[error.argument]}: {error.reason}"
     return str(error)

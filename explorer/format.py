@@ -26,9 +26,12 @@ def count(value: int) -> str:
     return f"{int(value):,}"
 
 
-def shape(dims) -> str:
-    """A tensor shape as people write it: ``shape((728, 19, 19))`` → ``'728×19×19'``."""
-    return "×".join(str(d) for d in dims)
+def shape(dims, sep: str = "×") -> str:
+    """A tensor shape as people write it: ``shape((728, 19, 19))`` → ``'728×19×19'``.
+
+    Files meant for other programs (CSV, GraphML) pass ``sep="x"``: plain ASCII.
+    """
+    return sep.join(str(d) for d in dims)
 
 
 def mib(nbytes: float) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from explorer.spec import ExplorerError
+from explorer.errors import ExplorerError, UsageError
 
 Report = Callable[[float], None]
 
@@ -154,7 +154,7 @@ class Job:
         states = self.snapshot()
         w = list(weights) if weights is not None else [1.0] * len(states)
         if len(w) != len(states):
-            raise ValueError(f"{len(w)} weights for {len(states)} tasks")
+            raise UsageError("weights", f"{len(w)} weights for {len(states)} tasks: give one per task")
         total = sum(max(0.0, x) for x in w)
         if not states or total <= 0:
             return 1.0 if self.finished else 0.0

@@ -10,7 +10,6 @@ and the full-size presets only appear where the size matters (the default layers
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,12 +28,13 @@ from explorer.explain import (
     resolve_layer,
 )
 from explorer.spec import load_spec
+from explorer.weights import get_weights
 
 # Captum warns on every guided call that it sets hooks (the package filters it; pytest resets filters)
 pytestmark = [pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU"),
               pytest.mark.usefixtures("one_thread")]
 
-DIGITS_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "mini_xception_digits.safetensors"
+DIGITS_CHECKPOINT = get_weights("mini_xception.digits").path  # the shipped model, where the registry says
 
 # small settings: a couple of forward passes each, so every method runs in well under a second
 FAST = {

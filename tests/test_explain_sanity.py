@@ -8,7 +8,6 @@ network predicts.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ import torch
 from scipy.stats import spearmanr
 
 from explorer.explain import explain_tensor, to_map
+from explorer.weights import get_weights
 
-DIGITS_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "mini_xception_digits.safetensors"
+DIGITS_CHECKPOINT = get_weights("mini_xception.digits").path  # the shipped model, where the registry says
 TOP_LAYERS = ("exit.fc", "exit.sep2", "exit.sep1")  # the classifier and the two separable convs under it
 RANDOMIZATION_BOUND = 0.75
 GRADCAM_LAYER = "middle.block3.add"  # the last 4 x 4 map (see test_deletion)

@@ -7,23 +7,23 @@ import torch
 from PIL import Image
 
 from explorer.infer import (
-    INCEPTION,
-    XCEPTION,
     DeviceError,
-    Preprocess,
     available_devices,
     classify,
     list_samples,
     load_model,
     predict,
-    preprocess_for,
     resolve_device,
     run_model,
     with_cpu_fallback,
 )
 from explorer.infer.device import check_precision, is_out_of_memory
 from explorer.spec import load_spec, parse_spec
+from explorer.weights import Preprocess, get_weights, preprocess_for
 from reference import tiny_spec_data
+
+XCEPTION = get_weights("xception.imagenet").preprocess
+INCEPTION = get_weights("inception_v3.imagenet").preprocess
 
 TINY = tiny_spec_data(input_size=40, num_classes=6)
 
@@ -45,7 +45,7 @@ def test_xception_preprocessing_is_timms(cat, size):
 
     model = timm.create_model("legacy_xception", pretrained=False, num_classes=0)
     transform = create_transform(**resolve_data_config({"input_size": (3, size, size)}, model=model))
-    ours = preprocess_for(load_spec("xception").with_overrides(input_size=size), "xception")
+    ours = get_weights("xception.imagenet").preprocess_for(load_spec("xception").with_overrides(input_size=size))
     assert torch.allclose(ours(cat), transform(cat), atol=1e-6)
 
 
@@ -58,7 +58,8 @@ def test_inception_preprocessing_is_torchvisions(cat, size):
     # torchvision's preset at another crop keeps the resize-to-crop ratio 342/299
     transform = meta if size == 299 else ImageClassification(crop_size=size, resize_size=round(size * 342 / 299))
     spec = load_spec("inception_v3").with_overrides(input_size=size, aux_logits=False)
-    ours = preprocess_for(spec, "inception_v3")
+    ours = get_weights("inception_v3.imagenet").preprocess_for(spec)
+    assert preprocess_for(spec) == ours  # a variant of Inception V3 gets Inception's preprocessing
     assert torch.allclose(ours(cat), transform(cat), atol=1e-6)
     assert ours.crop == size and ours.resize == round(size * 342 / 299)
 
@@ -67,7 +68,7 @@ def test_preprocessing_is_described_and_round_trips():
     assert "333" in XCEPTION.describe() and "bicubic" in XCEPTION.describe() and "0.5" in XCEPTION.describe()
     assert "342" in INCEPTION.describe() and "0.485" in INCEPTION.describe()
     assert Preprocess.from_dict(INCEPTION.to_dict()) == INCEPTION
-    gray = preprocess_for(parse_spec({**TINY, "in_channels": 1}), None)
+    gray = preprocess_for(parse_spec({**TINY, "in_channels": 1}))  # derives from no official network
     assert gray.channels == 1 and len(gray.mean) == 1 and gray.describe().startswith("grayscale")
     assert gray(Image.new("RGB", (50, 60), (10, 20, 30))).shape == (1, 40, 40)
 
@@ -134,12 +135,12 @@ def test_out_of_memory_falls_back_to_the_cpu():
 def test_classify_reports_the_fallback(tiny, cat, monkeypatch):
     cpu_model = tiny.model
 
-    def on(device, *args):
+    def on(self, device, *args):
         if torch.device(device).type == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return cpu_model
 
-    monkeypatch.setattr(tiny, "runner", on)
+    monkeypatch.setattr(type(tiny), "runner", on)  # a LoadedModel is frozen: patch its class for this test
     result = classify([cat], tiny, device=torch.device("cuda"), top=3)
     assert result.device == "cpu" and any("ran out of memory" in n for n in result.notes)
     assert len(result.results[0].top) == 3

@@ -21,19 +21,20 @@ from PIL import Image
 
 from explorer.build import build_model
 from explorer.cli import main
-from explorer.infer import (
-    OFFICIAL,
+from explorer.infer import classify, list_samples
+from explorer.spec import load_spec, parse_spec
+from explorer.weights import (
     WeightsError,
-    classify,
     clear_cache,
+    get_weights,
     hub_checkpoint_dir,
-    list_samples,
     load_model,
     load_or_random,
+    save_checkpoint,
 )
-from explorer.spec import load_spec, parse_spec
 from reference import tiny_spec_data
-from explorer.weights import save_checkpoint
+
+XCEPTION_IMAGENET, INCEPTION_IMAGENET = get_weights("xception.imagenet"), get_weights("inception_v3.imagenet")
 
 SAMPLES = [s.path for s in list_samples()]
 TINY = tiny_spec_data(input_size=32, num_classes=4)
@@ -45,8 +46,8 @@ def official_hub(tmp_path_factory, timm_xception, tv_inception) -> Path:
     home = tmp_path_factory.mktemp("torch_home")
     folder = home / "hub" / "checkpoints"
     folder.mkdir(parents=True)
-    torch.save(timm_xception.state_dict(), folder / OFFICIAL["xception"].file_name)
-    torch.save(tv_inception.state_dict(), folder / OFFICIAL["inception_v3"].file_name)
+    torch.save(timm_xception.state_dict(), folder / XCEPTION_IMAGENET.file_name)
+    torch.save(tv_inception.state_dict(), folder / INCEPTION_IMAGENET.file_name)
     return home
 
 
@@ -119,7 +120,7 @@ def test_a_spec_changed_by_knobs_loads_what_fits_and_says_what_does_not(hub, tim
     assert any(k.startswith("middle.block5.") for k in report.unexpected)
     assert any("exit.fc.weight" in note for note in loaded.notes)
     assert torch.equal(loaded.model.entry.conv1.conv.weight, timm_xception.conv1.weight)
-    assert loaded.classes == [f"class {i}" for i in range(10)]
+    assert loaded.classes == tuple(f"class {i}" for i in range(10))
     assert "partial" in classify(SAMPLES[0], loaded).weights
 
 
@@ -159,9 +160,9 @@ def test_official_urls_are_the_reference_libraries_own():
     from torchvision.models import Inception_V3_Weights
 
     xception_url = timm.models.get_pretrained_cfg("legacy_xception.tf_in1k").url
-    assert OFFICIAL["xception"].url == xception_url
-    assert OFFICIAL["inception_v3"].url == Inception_V3_Weights.IMAGENET1K_V1.url
-    for official in OFFICIAL.values():
+    assert XCEPTION_IMAGENET.url == xception_url
+    assert INCEPTION_IMAGENET.url == Inception_V3_Weights.IMAGENET1K_V1.url
+    for official in (XCEPTION_IMAGENET, INCEPTION_IMAGENET):
         assert official.url.endswith("/" + official.file_name)
 
 
@@ -177,9 +178,18 @@ def test_random_weights_are_seeded_and_labelled():
     assert any("random" in note for note in a.notes)
 
 
-def test_no_imagenet_weights_for_an_unrelated_spec():
-    with pytest.raises(WeightsError, match="no ImageNet weights for spec 'tiny'"):
-        load_model(parse_spec(TINY), "imagenet")
+def test_no_imagenet_weights_for_an_unrelated_spec(empty_hub, monkeypatch):
+    """Refused by structure, before any file is looked for or downloaded (mini_xception is built of
+    xception blocks, but its tensors are not Xception's)."""
+    def no_download(*args, **kwargs):
+        raise AssertionError("nothing may be downloaded for a spec the weights do not fit")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_download)
+    with pytest.raises(WeightsError, match="no ImageNet weights fit spec 'tiny'"):
+        load_model(parse_spec(TINY), "imagenet", download=True)
+    with pytest.raises(WeightsError, match=r"no ImageNet weights fit spec 'mini_xception'.*xception\.imagenet holds "
+                                           r"0 of the network's \d+ learnable tensors.*entry\.conv1\.conv\.weight"):
+        load_model("mini_xception", "imagenet", download=True)
 
 
 class _Evil:
@@ -222,7 +232,7 @@ def test_explorer_checkpoints_carry_their_spec_classes_and_preprocessing(tmp_pat
     path = save_checkpoint(tmp_path / "tiny.safetensors", model, spec, classes,
                            {"preprocess": json.dumps(preprocess)})
     loaded = load_model(None, path)
-    assert loaded.spec == spec and loaded.classes == classes and loaded.weights == "tiny.safetensors"
+    assert loaded.spec == spec and list(loaded.classes) == classes and loaded.weights == "tiny.safetensors"
     assert loaded.preprocess.mean == (0.1,) and loaded.preprocess.resize == 36
     assert loaded.report.complete
     result = classify(SAMPLES, None, weights=path, top=2)
@@ -238,7 +248,7 @@ def test_explorer_checkpoints_carry_their_spec_classes_and_preprocessing(tmp_pat
     torch.save(model.state_dict(), tmp_path / "tiny.pth")
     with pytest.raises(WeightsError, match="name a spec"):
         load_model(None, tmp_path / "tiny.pth")
-    assert load_model(spec, tmp_path / "tiny.pth").classes == ["class 0", "class 1", "class 2", "class 3"]
+    assert load_model(spec, tmp_path / "tiny.pth").classes == ("class 0", "class 1", "class 2", "class 3")
 
 
 def test_an_official_layout_file_given_as_a_path_is_mapped(tmp_path, timm_xception):
@@ -250,7 +260,7 @@ def test_an_official_layout_file_given_as_a_path_is_mapped(tmp_path, timm_xcepti
 
 
 def test_bad_weight_names():
-    with pytest.raises(WeightsError, match="neither 'imagenet', 'random' nor an existing checkpoint"):
+    with pytest.raises(WeightsError, match="neither 'imagenet', 'random', a known weights set .* nor an existing"):
         load_model("xception", "imagenett")
     with pytest.raises(WeightsError, match="need a spec"):
         load_model(None, "random")

@@ -12,15 +12,8 @@ import pytest
 
 from explorer.cli import main
 from explorer.errors import ExplorerError, SpecError
-from explorer.lab.ablate import (
-    AblationResult,
-    RunRecord,
-    ablation_figure,
-    load_ablation,
-    make_variants,
-    parse_vary,
-    summary_markdown,
-)
+from explorer.lab.ablate import AblationResult, RunRecord, make_variants, parse_vary
+from explorer.lab.report import ablation_figure, load_ablation, summary_markdown, write_tables
 from explorer.lab.train import EpochStats
 from explorer.weights import load_checkpoint
 
@@ -92,7 +85,7 @@ def test_figure_has_one_colour_per_variant_and_a_band_where_there_are_seeds():
 
 
 def test_two_knobs_share_colours_and_differ_in_dash():
-    from explorer.lab.figures import variant_styles
+    from explorer.lab.report import variant_styles
 
     result = _result()
     result.vary, result.runs = [("residual", [True, False]), ("mid_activation", ["none", "relu"])], []
@@ -168,9 +161,16 @@ def test_a_stopped_ablation_keeps_the_finished_runs(tmp_path):
         seen.append(round(p.fraction, 3))
         return p.run < 2  # stop as soon as the second run starts
 
+    written = []
+
+    def keep(r):  # what the command line does after every run
+        written.append((len(r.runs), r.stopped))
+        write_tables(r, tmp_path)
+
     result = run_ablation(spec, data, parse_vary(["mid_activation=none,relu"]), seeds=[0, 1],
-                          config=TrainConfig(epochs=1, batch_size=16), on_progress=progress, out_dir=tmp_path)
+                          config=TrainConfig(epochs=1, batch_size=16), on_progress=progress, on_run=keep)
     assert result.stopped and [r.variant for r in result.runs] == ["mid_activation=none"]
+    assert written == [(1, False), (1, True)]  # after the finished run, and once more when it stopped
     assert seen[0] == 0.125 and seen == sorted(seen)  # 4 runs of 2 batches: 1/8 after the first batch
     assert load_ablation(tmp_path).runs[0].history == result.runs[0].history
     assert "stopped after 1 of 4 runs" in result.notes[-1]
@@ -201,3 +201,22 @@ def test_cli_errors_are_one_line(args, needle, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert needle in err[-1] and err[-1].startswith("error: ")
     assert not any("Traceback" in line for line in err)
+
+
+def test_the_report_depends_on_the_ablation_never_the_reverse():
+    """ablate.py runs and holds results; report.py draws and writes them; figures.py draws one training."""
+    import ast
+    from pathlib import Path
+
+    import explorer.lab
+
+    folder = Path(explorer.lab.__file__).parent
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        return ({n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+                | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names})
+
+    assert not imports("ablate") & {"explorer.lab.report", "explorer.lab.figures", "explorer.lab.cli"}
+    assert not imports("figures") & {"explorer.lab.ablate", "explorer.lab.report"}
+    assert "explorer.lab.ablate" in imports("report")

@@ -8,12 +8,12 @@ import shlex
 import pytest
 import torch
 
-from explorer.infer.preprocess import Preprocess
 from explorer.lab.checkpoints import DIGITS_CHECKPOINT, load_trained, save_trained
 from explorer.lab.data import digits_samples, load_data, to_model_input
 from explorer.lab.train import TrainConfig, evaluate, predict, train
 from explorer.spec import load_spec
 from explorer.weights import WeightsError, load_checkpoint, save_checkpoint
+from explorer.weights.preprocess import Preprocess
 
 SHIPPED = DIGITS_CHECKPOINT
 
@@ -69,10 +69,10 @@ def test_the_classifier_pipeline_gives_the_training_inputs(shipped, digits_test)
 
 
 def test_shipped_checkpoint_loads_in_the_classifier(shipped, digits_test):
-    from explorer.infer.weights import load_model
+    from explorer.weights import load_model
 
     loaded = load_model(None, SHIPPED, cache=False)
-    assert loaded.spec == shipped[1].spec and loaded.classes == [str(d) for d in range(10)]
+    assert loaded.spec == shipped[1].spec and list(loaded.classes) == [str(d) for d in range(10)]
     samples = digits_samples(40, per_class=False)
     x = loaded.preprocess.batch([image for image, _ in samples])
     with torch.no_grad():

@@ -70,7 +70,7 @@ def test_digits_samples_are_the_test_split(digits):
 
 def test_a_spec_the_digits_cannot_fill():
     load_data("digits", input_size=64, in_channels=3, limit=2)  # 8x: the largest enlargement allowed
-    with pytest.raises(DataError, match=r"digits \(8×8 px\) cannot fill a 65×65 input.*input_size ≤ 64"):
+    with pytest.raises(DataError, match=r"digits \(8×8 px\) cannot fill a 65×65 input.*input size of at most 64 px"):
         load_data("digits", input_size=65, in_channels=3)
 
 
@@ -140,7 +140,7 @@ def test_unreadable_image_is_skipped_and_counted(tmp_path):
 
 def test_folder_of_images_too_small_to_fill_the_input(tmp_path):
     root = _folder(tmp_path / "tiny", size=(4, 3))
-    with pytest.raises(DataError, match=r"cannot fill a 32×32 input.*at most 8×.*input_size ≤ 24"):
+    with pytest.raises(DataError, match=r"cannot fill a 32×32 input.*at most 8×.*input size of at most 24 px"):
         load_data(root, input_size=32)
     _png(root / "cat" / "big.png", (40, 40))
     _png(root / "dog" / "big.png", (40, 40))
@@ -174,3 +174,14 @@ def test_folder_where_nothing_can_be_read(tmp_path):
         (tmp_path / "bad" / name / "x.png").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"none of the 2 images in .* could be read \(first: 'cat/x.png'"):
         load_data(tmp_path / "bad", input_size=16)
+
+
+def test_folder_lists_only_the_formats_the_decoder_takes(tmp_path):
+    """The lab reads a folder with the classifier's decoder, so it lists exactly the decoder's extensions:
+    a PPM (which Pillow could open, but the hardened decoder refuses) is not an image here, not a failure."""
+    root = _folder(tmp_path / "pets", n=3)
+    Image.new("RGB", (12, 10), (1, 2, 3)).save(root / "cat" / "extra.ppm")
+    Image.new("RGB", (12, 10), (3, 2, 1)).save(root / "dog" / "upper.JPG", format="JPEG")
+    data = load_data(root, input_size=16)
+    assert data.skipped == () and not any("skipped" in note for note in data.notes)
+    assert len(data.train_y) + len(data.test_y) == 7  # 3 + 3 PNGs and the JPEG, not the PPM

@@ -8,7 +8,7 @@ import pytest
 
 from explorer.lab import ablation_figure, training_figure
 from explorer.lab.ablate import AblationResult, RunRecord
-from explorer.lab.figures import knob_phrase, variant_phrase
+from explorer.lab.report import variant_phrase
 from explorer.lab.train import EpochStats
 
 PAD = 0.03  # room allowed beyond 0 and 100 % so markers on the edge stay whole
@@ -129,11 +129,11 @@ def test_variant_phrases(knobs, words):
     assert variant_phrase(knobs) == words
 
 
-def test_knob_phrases_read_json_and_command_line_values():
-    assert knob_phrase("residual", "false") == "residual off"
-    assert knob_phrase("aux_logits", True) == "auxiliary head on"
-    assert knob_phrase("segments", 1) == "full spatial convs (1 segment)"
-    assert knob_phrase("segments", "4") == "spatial convs in 4 segments"
+def test_variant_phrases_read_json_and_command_line_values():
+    assert variant_phrase({"residual": "false"}) == "residual off"
+    assert variant_phrase({"aux_logits": True}) == "auxiliary head on"
+    assert variant_phrase({"segments": 1}) == "full spatial convs (1 segment)"
+    assert variant_phrase({"segments": "4"}) == "spatial convs in 4 segments"
 
 
 def test_a_short_runs_loss_fills_its_axis_and_keeps_labelled_ticks():

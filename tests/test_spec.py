@@ -113,7 +113,14 @@ def test_knobs_that_do_not_apply_to_inception():
     for knob, value in [("residual", False), ("mid_activation", "relu"), ("segments", 1), ("middle_repeats", 2)]:
         with pytest.raises(SpecError, match="does not apply"):
             spec.with_overrides(**{knob: value})
-    assert spec.with_overrides(width=0.5, num_classes=10, input_size=160, aux_logits=False)
+    # ... while the knobs that do apply change what they say and nothing else
+    half = spec.with_overrides(width=0.5, num_classes=10, input_size=160, aux_logits=False)
+    assert (half.num_classes, half.input_size) == (10, 160)
+    assert [b.type for b in half.blocks] == [b.type for b in spec.blocks if b.type != "aux_head"]
+    convs = {layer.name: layer.out_shape[0] for layer in spec_layers(spec) if layer.kind == "conv"}
+    halved = {layer.name: layer.out_shape[0] for layer in spec_layers(half) if layer.kind == "conv"}
+    assert set(halved) == {layer.name for layer in spec_layers(spec) if layer.kind == "conv" and not layer.train_only}
+    assert halved == {name: max(1, round(convs[name] / 2)) for name in halved}
 
 
 def test_missing_spec_file():

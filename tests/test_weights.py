@@ -9,6 +9,7 @@ import torch
 
 from explorer.build import build_model
 from explorer.spec import load_spec
+from explorer.errors import UsageError
 from explorer.weights import WeightsError, convert_state_dict, load_weights, read_checkpoint
 
 
@@ -55,9 +56,10 @@ def test_knobbed_spec_loads_what_fits_and_names_the_rest(timm_xception):
                      strict=True)
 
 
-def test_unknown_source_is_refused():
-    with pytest.raises(WeightsError, match="unknown checkpoint source"):
+def test_unknown_layout_is_refused_naming_the_argument():
+    with pytest.raises(UsageError, match="layout: unknown checkpoint layout 'keras'") as info:
         convert_state_dict({}, "keras")
+    assert info.value.argument == "layout"
 
 
 class _Evil:

@@ -10,13 +10,13 @@ import argparse
 import json
 from typing import Sequence
 
-from explorer.cli import add_spec_arguments, resolve_spec
 from explorer.cost.counts import DTYPE_BYTES, LEVELS, count_costs
 from explorer.cost.diff import diff_specs
 from explorer.cost.tables import cost_csv, cost_table, diff_table, whatif_table
 from explorer.cost.whatif import what_if
 from explorer.errors import UsageError
 from explorer.spec import load_spec
+from explorer.spec.arguments import add_spec_arguments, resolve_spec
 
 
 def parse_batch(text: str) -> int:

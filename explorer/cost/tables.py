@@ -115,7 +115,7 @@ def cost_csv(report: CostReport, level: str = "layer", only: Collection[str] | N
         r = dict(r)
         for key in ("in_shape", "out_shape"):
             if key in r:
-                r[key] = "x".join(str(d) for d in r[key])
+                r[key] = _shape(r[key], sep="x")
         writer.writerow(r)
     return out.getvalue()
 
@@ -167,7 +167,7 @@ def whatif_table(w: WhatIf) -> str:
              f"a regular D_K×D_K conv with the same input (M channels), output (N) and stride; batch {w.batch}")
     header = ["separable conv", "M", "N", "D_K", "g", "out", "MACs (M)", "regular MACs (M)", "ratio",
               "M/(gN) + 1/D_K²"]
-    body = [[s.name, str(s.in_channels), str(s.out_channels), "×".join(map(str, s.kernel)), str(s.groups),
+    body = [[s.name, str(s.in_channels), str(s.out_channels), _shape(s.kernel), str(s.groups),
              _shape(s.out_size), _scaled(s.macs, 1e6), _scaled(s.regular_macs, 1e6), f"{s.ratio:.5f}",
              f"{float(s.formula_ratio):.5f}"] for s in w.separables]
     t, r = w.totals, w.regular_totals

@@ -1,8 +1,9 @@
 """Explain predictions with Captum: which pixels made the network say what it said.
 
-``explain(image, "xception", weights="imagenet", method="ig")`` is the one
-call; ``explain_decoded(loaded, decoded, method)`` the same for a network and
-an image already loaded (the app's path); ``explain_tensor(model, x, method)``
+``explain_image(image, "xception", weights="imagenet", method="ig")`` (also
+``explorer.explain_image``) is the one call; ``explain_decoded(loaded,
+decoded, method)`` the same for a network and an image already loaded (the
+path the app, the CLI and the API share); ``explain_tensor(model, x, method)``
 is the core on a built model and a preprocessed tensor;
 ``count_passes(method, x)`` says what a run will cost before it starts. One method per module (``saliency``, ``ig``,
 ``smoothgrad``, ``guided-backprop``, ``gradcam``, ``guided-gradcam``,
@@ -10,9 +11,6 @@ is the core on a built model and a preprocessed tensor;
 image on comparable colour scales (one per method by default) and export PNG
 and ``.npy``. No Streamlit here.
 """
-
-import sys as _sys
-import types as _types
 
 # the methods register themselves on import (listed in base.ORDER)
 from explorer.explain import (  # noqa: F401
@@ -24,9 +22,9 @@ from explorer.explain import (  # noqa: F401
     saliency,
     smoothgrad,
 )
-from explorer.explain.api import explain, explain_decoded, load_for_explain
+from explorer.explain.api import explain_decoded, explain_image, load_for_explain
 from explorer.explain.base import METHODS, SIGNS, Job, Method, get_method, method_names
-from explorer.explain.core import explain_tensor
+from explorer.explain.core import explain_tensor, resolve_target
 from explorer.explain.errors import EmptyMapError, ExplainError
 from explorer.explain.estimate import Passes, count_passes, estimate_seconds
 from explorer.explain.layers import LayerChoice, default_layer, layer_choices, resolve_layer
@@ -70,8 +68,8 @@ __all__ = [
     "count_passes",
     "default_layer",
     "estimate_seconds",
-    "explain",
     "explain_decoded",
+    "explain_image",
     "explain_tensor",
     "get_method",
     "heatmap_image",
@@ -85,18 +83,9 @@ __all__ = [
     "png_bytes",
     "render",
     "resolve_layer",
+    "resolve_target",
     "scale_maps",
     "scale_note",
     "to_map",
 ]
 
-
-class _CallableModule(_types.ModuleType):
-    """``explorer.explain(...)`` must call :func:`explain` even after this package was imported, when the
-    name ``explorer.explain`` is bound to the package (Python sets a package's submodules as attributes)."""
-
-    def __call__(self, *args, **kwargs):
-        return explain(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

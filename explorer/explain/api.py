@@ -1,4 +1,4 @@
-"""``explain(image, spec, weights=..., method=...)``: decode, preprocess, load and attribute in one call.
+"""``explain_image(image, spec, weights=..., method=...)``: decode, preprocess, load and attribute in one call.
 
 Everything below the file level (weights, decoding, preprocessing, devices)
 comes from :mod:`explorer.infer`; the attribution itself from
@@ -24,14 +24,14 @@ from explorer.spec import Spec
 def load_for_explain(spec: Spec | str | None | Any, weights: str | os.PathLike = "imagenet", *,
                      knobs: Mapping[str, object] | None = None, seed: int = 0, download: bool | None = None):
     """The :class:`explorer.infer.LoadedModel` for ``spec`` and ``weights`` (a LoadedModel passes through)."""
-    from explorer.infer import LoadedModel, load_model
+    from explorer.weights import LoadedModel, load_model
 
     if isinstance(spec, LoadedModel):
         return spec
     return load_model(spec, weights, knobs=knobs, seed=seed, download=download)
 
 
-def explain(image: Any, spec: Spec | str | None | Any = None, weights: str | os.PathLike = "imagenet",
+def explain_image(image: Any, spec: Spec | str | None | Any = None, weights: str | os.PathLike = "imagenet",
             method: str = "saliency", layer: str | None = None, target: int | str | None = None, *,
             knobs: Mapping[str, object] | None = None, device: str | torch.device = "auto", seed: int = 0,
             download: bool | None = None, progress: ProgressFn | None = None, **options: Any):
@@ -61,7 +61,7 @@ def explain(image: Any, spec: Spec | str | None | Any = None, weights: str | os.
 def explain_decoded(loaded: Any, decoded: Any, method: str = "saliency", *, layer: str | None = None,
                     target: int | str | None = None, device: str | torch.device = "auto",
                     progress: ProgressFn | None = None, model_name: str | None = None, **options: Any):
-    """:func:`explain` for a network already loaded (:class:`explorer.infer.LoadedModel`) and an image
+    """:func:`explain_image` for a network already loaded (:class:`explorer.infer.LoadedModel`) and an image
     already decoded (:class:`explorer.infer.DecodedImage`): the one path the CLI, the API and the app share.
 
     Preprocesses as classify does, attributes on ``device`` (an accelerator out of memory falls back to

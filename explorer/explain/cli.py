@@ -8,25 +8,20 @@ import re
 import sys
 from pathlib import Path
 
-from explorer.cli import add_spec_arguments
+from explorer.devices import DEVICE_HELP, DEVICES
 from explorer.spec import list_presets, parse_assignments
+from explorer.spec.arguments import add_spec_arguments
 
-CLI_METHODS = ("saliency", "ig", "smoothgrad", "guided-backprop", "gradcam", "guided-gradcam", "occlusion")
+METHODS_HEADING = "methods and their options with defaults (--option KEY=VALUE):"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "image"
 
 
-def _target(text: str | None) -> int | str | None:
-    if text is None:
-        return None
-    return int(text) if text.strip().lstrip("-").isdigit() else text
-
-
 def _explain(args: argparse.Namespace) -> int:
     from explorer.explain import get_method, parse_option_assignments
-    from explorer.explain.api import explain
+    from explorer.explain.api import explain_image
     from explorer.explain.errors import EmptyMapError
     from explorer.explain.progress import tqdm_progress
     from explorer.explain.views import png_bytes, render
@@ -38,9 +33,9 @@ def _explain(args: argparse.Namespace) -> int:
     if method.reports_progress and not args.quiet:
         progress, close = tqdm_progress(method.title)
     try:
-        result = explain(args.image, args.model, args.weights, method.name, layer=args.layer,
-                         target=_target(args.target), knobs=knobs or None, device=args.device, seed=args.seed,
-                         progress=progress, **options)
+        result = explain_image(args.image, args.model, args.weights, method.name, layer=args.layer,
+                               target=args.target, knobs=knobs or None, device=args.device, seed=args.seed,
+                               progress=progress, **options)
     finally:
         close()
     out = Path(args.out)
@@ -76,20 +71,23 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-# Written out rather than built from the methods, so that `python -m explorer --help` (and every other
-# command) does not import torch and Captum; tests/test_explain_api.py checks it against the methods.
-METHODS_HELP = """\
-  saliency         Saliency (Captum Saliency): abs=true
-  ig               Integrated Gradients (IntegratedGradients): steps=16, baseline=zero (or black, white, a number),
-                   internal_batch_size=4 (bounds memory), integration=gausslegendre
-  smoothgrad       SmoothGrad (NoiseTunnel over Saliency): nt_samples=16, stdevs=auto (0.15 x the input's range),
-                   nt_samples_batch_size=4, abs=false, seed=0
-  guided-backprop  Guided Backprop (GuidedBackprop): no options
-  gradcam          Grad-CAM (LayerGradCam at --layer, upsampled): relu=false, interpolate=bilinear
-  guided-gradcam   Guided Grad-CAM (GuidedGradCam at --layer): interpolate=bilinear
-  occlusion        Occlusion: window=auto (a tenth of the input's side), stride=auto (half the window),
-                   baseline=zero, perturbations_per_eval=16
-"""
+def methods_help(width: int = 110) -> str:
+    """The methods and their options with defaults, from the method registry (for ``explain --help``)."""
+    import textwrap
+
+    from explorer.explain import get_method, method_names
+
+    lines = []
+    for name in method_names():
+        method = get_method(name)
+        options = ", ".join(f"{o.name}={'auto' if o.default is None else str(o.default).lower()}"
+                            for o in method.options) or "no options"
+        layer = ", at --layer" if method.uses_layer else ""
+        text = f"{method.title} (Captum {method.captum}{layer}): {options}"
+        wrapped = textwrap.wrap(text, width - 19) or [""]
+        lines.append(f"  {name:<16s} {wrapped[0]}")
+        lines += [f"{'':19s}{more}" for more in wrapped[1:]]
+    return "\n".join(lines) + "\n"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,8 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "explain", help="explain a prediction with Captum: a heatmap PNG, the raw map (.npy) and a JSON summary",
         description="Attribute a network's score for one class to the pixels of IMAGE. Errors are one line "
                     "on stderr and exit code 2.",
-        epilog="methods and their options with defaults (--option KEY=VALUE):\n" + METHODS_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=f"{METHODS_HEADING}\n{methods_help()}", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="a JPEG, PNG, WebP, BMP, GIF or TIFF file")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help=f"a preset ({', '.join(list_presets())}) or a YAML file; may be left out when "
@@ -107,8 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_spec_arguments(p, positional=False)
     p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
                    help="the official ImageNet weights, seeded random weights or a checkpoint file (default imagenet)")
-    p.add_argument("--method", default="saliency", metavar="|".join(CLI_METHODS),
-                   help="attribution method (default saliency); aliases such as integrated-gradients work too")
+    p.add_argument("--method", default="saliency", metavar="METHOD",
+                   help="attribution method (default saliency; the list is below); aliases such as "
+                        "integrated-gradients work too")
     p.add_argument("--layer", default=None, metavar="PATH",
                    help="Grad-CAM's layer or block by module path (default: the last spatial map, e.g. "
                         "exit.sep2.act for Xception, Mixed_7c.concat for Inception V3; a finer block output "
@@ -121,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--view", default="overlay", choices=("overlay", "map"), help="the PNG: map over the image or alone")
     p.add_argument("--sign", default=None, choices=("signed", "absolute", "positive"),
                    help="which values the PNG shows (default: the method's usual view)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_explain)

@@ -51,7 +51,12 @@ def _private_copy(x: torch.Tensor, device: torch.device, channels_last: bool) ->
         return x.to(device=device, dtype=torch.float32, memory_format=fmt, copy=True)
 
 
-def _check_target(target: Any, classes: int, names: Sequence[str] | None) -> int:
+def resolve_target(target: Any, classes: int, names: Sequence[str] | None = None) -> int:
+    """The class index ``target`` names: an index (``281``, ``"281"``) or a class name (``"tabby"``, any case).
+
+    The one target parser: the API, the CLI and the app all pass what the user typed through it.
+    An unknown name (with the close ones) or an index out of range is an :class:`ExplainError`.
+    """
     if isinstance(target, str) and not target.strip().lstrip("-").isdigit():
         if names is None:
             raise ExplainError(f"target '{target}': a class name needs the class names; give an index")
@@ -130,7 +135,7 @@ def explain_tensor(model: nn.Module, x: torch.Tensor, method: str | Method = "sa
         elif target is None:
             chosen = int(logits[0].argmax())
         else:
-            chosen = _check_target(target, _output_classes(replica, logits), classes)
+            chosen = resolve_target(target, _output_classes(replica, logits), classes)
         forward = CountingForward(replica, m.expected_calls(opts, inputs), progress, pick_predicted=pick)
         job = Job(replica, forward, inputs, chosen, opts, layer_name,
                   tuple(mean) if mean is not None else None, tuple(std) if std is not None else None, notes)

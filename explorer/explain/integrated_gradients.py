@@ -7,7 +7,7 @@ from captum.attr import IntegratedGradients
 
 from explorer.explain.base import Job, Method, register
 from explorer.explain.options import Option, parse_baseline
-from explorer.explain.progress import batches
+from explorer.explain.progress import batch_count
 
 
 @register
@@ -41,7 +41,7 @@ class IntegratedGradientsMethod(Method):
     default_sign = "signed"
 
     def expected_calls(self, options: dict, inputs: torch.Tensor) -> int:
-        return batches(options["steps"], options["internal_batch_size"])
+        return batch_count(options["steps"], options["internal_batch_size"])
 
     def passes(self, options: dict, inputs: torch.Tensor) -> tuple[int, int]:
         return options["steps"], options["steps"]

@@ -10,7 +10,7 @@ from captum.attr import Occlusion
 from explorer.explain.base import Job, Method, register
 from explorer.explain.errors import ExplainError
 from explorer.explain.options import Option, parse_baseline
-from explorer.explain.progress import batches
+from explorer.explain.progress import batch_count
 
 WINDOW_FRACTION = 0.1  # default patch: a tenth of the input's side
 
@@ -60,7 +60,7 @@ class OcclusionMethod(Method):
         return math.prod(math.ceil((n - w) / s) + 1 for n in inputs.shape[-2:])
 
     def expected_calls(self, options: dict, inputs: torch.Tensor) -> int:
-        return 1 + batches(self.positions(options, inputs), options["perturbations_per_eval"])
+        return 1 + batch_count(self.positions(options, inputs), options["perturbations_per_eval"])
 
     def passes(self, options: dict, inputs: torch.Tensor) -> tuple[int, int]:
         return 1 + self.positions(options, inputs), 0  # the clean input, then one image per patch

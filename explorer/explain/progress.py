@@ -59,7 +59,7 @@ class CountingForward(nn.Module):
         return out
 
 
-def batches(total: int, batch: int) -> int:
+def batch_count(total: int, batch: int) -> int:
     """How many batches of at most ``batch`` items ``total`` items take."""
     return max(1, math.ceil(max(0, total) / max(1, batch)))
 

@@ -7,7 +7,7 @@ from captum.attr import NoiseTunnel, Saliency
 
 from explorer.explain.base import Job, Method, register
 from explorer.explain.options import Option
-from explorer.explain.progress import batches
+from explorer.explain.progress import batch_count
 
 NOISE_FRACTION = 0.15  # the paper's noise level: 15 % of the input's value range
 
@@ -60,7 +60,7 @@ class SmoothGradMethod(Method):
         return options
 
     def expected_calls(self, options: dict, inputs: torch.Tensor) -> int:
-        return batches(options["nt_samples"], min(options["nt_samples"], options["nt_samples_batch_size"]))
+        return batch_count(options["nt_samples"], min(options["nt_samples"], options["nt_samples_batch_size"]))
 
     def passes(self, options: dict, inputs: torch.Tensor) -> tuple[int, int]:
         return options["nt_samples"], options["nt_samples"]

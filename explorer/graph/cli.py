@@ -8,7 +8,7 @@ from explorer.graph.build import LEVELS, build_graph, summarize
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from explorer.cli import resolve_spec
+    from explorer.spec.arguments import resolve_spec
 
     spec = resolve_spec(args.spec, args.overrides)
     graph = build_graph(spec, level=args.level, collapse_middle=args.collapse_middle)
@@ -26,7 +26,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``graph`` subcommand."""
-    from explorer.cli import add_spec_arguments
+    from explorer.spec.arguments import add_spec_arguments
 
     p = sub.add_parser("graph", help="the architecture graph: a summary, or a .html, .json or .graphml file",
                        description="Build the data-flow graph of a spec (entry, middle and exit flows, with "

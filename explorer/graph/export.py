@@ -8,6 +8,7 @@ from typing import Any
 
 import networkx as nx
 
+from explorer.format import shape
 from explorer.graph.build import GraphError
 
 EXPORT_SUFFIXES: tuple[str, ...] = (".json", ".graphml", ".html")
@@ -48,7 +49,7 @@ def from_node_link(data: dict | str) -> nx.DiGraph:
 
 def _graphml_value(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
-        return "x".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else ",".join(map(str, value))
+        return shape(value, sep="x") if all(isinstance(v, int) for v in value) else ",".join(map(str, value))
     if value is None:
         return ""
     return value

@@ -10,10 +10,11 @@ from typing import Mapping, Sequence
 import torch
 from PIL import Image
 
+from explorer.errors import UsageError
 from explorer.infer.device import ForwardResult, check_precision, resolve_device, run_model, with_cpu_fallback
 from explorer.infer.images import DecodedImage, ImageError, ImageSource, decode_image
-from explorer.infer.weights import LoadedModel, load_model
 from explorer.spec import Spec
+from explorer.weights import LoadedModel, load_model
 
 
 @dataclass
@@ -128,11 +129,11 @@ def classify(images: ImageSource | Sequence[ImageSource], spec_or_loaded: Spec |
     ``spec_or_loaded``: a :class:`LoadedModel` (``weights``/``knobs``/``seed``
     then ignored), a :class:`Spec`, a preset name or a YAML path (None when
     the checkpoint file carries its spec). ``weights``: ``"imagenet"``,
-    ``"random"`` or a checkpoint path. ``errors="collect"`` turns a bad image
+    a registry name (``mini_xception.digits``), ``"random"`` or a checkpoint path. ``errors="collect"`` turns a bad image
     into a result with its message instead of raising :class:`ImageError`.
     """
     if errors not in ("raise", "collect"):
-        raise ValueError("errors must be 'raise' or 'collect'")
+        raise UsageError("errors", f"must be 'raise' or 'collect', got {errors!r}")
     decoded = decode_all(images, errors=errors)  # before the model: a bad file fails fast
     if isinstance(spec_or_loaded, LoadedModel):
         loaded = spec_or_loaded

@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 
-from explorer.cli import add_spec_arguments
+from explorer.devices import DEVICE_HELP, DEVICES, PRECISION_HELP, PRECISION_NAMES
 from explorer.spec import list_presets, parse_assignments
+from explorer.spec.arguments import add_spec_arguments
 
 EXIT_USER_ERROR = 2
 
@@ -57,9 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
                    help="the official ImageNet weights (torch hub cache), seeded random weights, or a "
                         ".safetensors/.pth/.pt file (default: imagenet)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                   help="autocast precision (default fp32); bf16 also on the CPU, fp16 on a GPU only")
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
+    p.add_argument("--precision", default="fp32", choices=PRECISION_NAMES, help=PRECISION_HELP)
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes to show (default 5)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")

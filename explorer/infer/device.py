@@ -10,10 +10,11 @@ from typing import Callable, Iterator, TypeVar
 import torch
 from torch import nn
 
+from explorer.devices import DEVICES, PRECISION_NAMES
 from explorer.errors import ExplorerError
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The autocast dtype of each precision named in explorer.devices (fp32: no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = dict(zip(PRECISION_NAMES, (None, torch.bfloat16, torch.float16)))
 
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def batches(n: int, size: int) -> Iterator[slice]:
+def batch_slices(n: int, size: int) -> Iterator[slice]:
     """Slices of ``range(n)`` of at most ``size`` items."""
     size = max(1, int(size))
     for start in range(0, n, size):
@@ -112,7 +113,7 @@ def run_model(model: nn.Module, x: torch.Tensor, device: torch.device, *, precis
     synchronize(device)
     start = time.perf_counter()
     with torch.no_grad(), autocast(device, precision):
-        for part in batches(len(x), batch_size):
+        for part in batch_slices(len(x), batch_size):
             chunk = x[part].to(device, non_blocking=True).contiguous(memory_format=memory_format)
             outputs.append(model(chunk).float())
     synchronize(device)

@@ -1,7 +1,7 @@
 """Hardened image decoding: any upload becomes an 8-bit RGB picture or one clear :class:`ImageError`.
 
-Pillow's traps, handled here: decompression bombs (a lowered pixel limit, and its
-warning made an error), truncated files that fail only at ``load()``, 16-bit
+Pillow's traps, handled here: decompression bombs (the pixel count is checked
+from the header, before any pixel is decoded), truncated files that fail only at ``load()``, 16-bit
 grayscale that clips when converted straight to RGB (scaled instead), CMYK,
 palette and alpha transparency (composited onto white), EXIF orientation and
 animations (frame 0). Only the decoders of the accepted formats are tried.
@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Union
@@ -31,12 +30,9 @@ EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif"
 
 MAX_PIXELS = 64_000_000   # about 8000 x 8000: a big phone photo passes, a bomb does not
 MAX_BYTES = 64 * 2**20
-
-# Pillow warns between its limit and twice that and raises beyond: lower the limit, make the warning
-# an error, so a bomb never gets decoded. Both are process-wide on purpose (every Pillow user here).
-if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > MAX_PIXELS:
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+# Pillow's own process-wide limits (Image.MAX_IMAGE_PIXELS and its warning) are left as they are:
+# decode_image checks each image's size from its header against ``max_pixels`` itself, so importing
+# this module changes nothing for other Pillow users in the process.
 
 ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike, IO[bytes], Image.Image]
 
@@ -168,7 +164,7 @@ def decode_image(source: ImageSource, *, name: str | None = None, max_pixels: in
         if source.width * source.height > max_pixels:
             raise _too_large(label, source.size, max_pixels)
         digest = hashlib.sha256(source.tobytes()).hexdigest()[:16]
-        return _finish(source.copy(), label, source.format or "PIL", digest)
+        return _finish(source.copy(), label, source.format or "PIL", digest, max_pixels)
     data, label = _read(source, name, max_bytes)
     if not data:
         raise ImageError(f"'{label}' is empty (0 bytes)")
@@ -185,10 +181,10 @@ def decode_image(source: ImageSource, *, name: str | None = None, max_pixels: in
         raise ImageError(f"'{label}' is corrupt: {_reason(exc)}") from None
     if img.width * img.height > max_pixels:
         raise _too_large(label, img.size, max_pixels)
-    return _finish(img, label, img.format or "?", hashlib.sha256(data).hexdigest()[:16])
+    return _finish(img, label, img.format or "?", hashlib.sha256(data).hexdigest()[:16], max_pixels)
 
 
-def _finish(img: Image.Image, label: str, fmt: str, digest: str) -> DecodedImage:
+def _finish(img: Image.Image, label: str, fmt: str, digest: str, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """Load frame 0, turn it upright and convert it to 8-bit RGB."""
     notes: list[str] = []
     original_mode, original_size = img.mode, img.size
@@ -201,7 +197,7 @@ def _finish(img: Image.Image, label: str, fmt: str, digest: str) -> DecodedImage
             notes.append(f"frame 1 of {frames} used")
         img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb(label, exc, Image.MAX_IMAGE_PIXELS or MAX_PIXELS) from None
+        raise _bomb(label, exc, max_pixels) from None
     except Exception as exc:  # noqa: BLE001 - as above, at decode time
         kind = "truncated" if "truncat" in str(exc).lower() else "corrupt"
         raise ImageError(f"'{label}' is {kind}: {_reason(exc)}") from None

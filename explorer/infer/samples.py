@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,20 +53,3 @@ def sample_path(name: str) -> Path:
 
     raise ImageError(f"no sample named '{name}' (samples: {', '.join(s.name for s in list_samples())})")
 
-
-def write_samples(target: Path = SAMPLES_DIR) -> list[Path]:
-    """Recreate the sample JPEGs from the installed scikit-image's data folder."""
-    import skimage.data
-    from PIL import Image
-
-    source = Path(skimage.data.__file__).parent
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for sample in SAMPLES:
-        src, dst = source / sample.skimage_file, target / sample.file
-        if src.suffix.lower() in (".jpg", ".jpeg"):
-            shutil.copyfile(src, dst)
-        else:
-            Image.open(src).convert("RGB").save(dst, "JPEG", quality=90, optimize=True)
-        written.append(dst)
-    return written

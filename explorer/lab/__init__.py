@@ -2,10 +2,15 @@
 
 ``train(spec, load_data("digits", input_size=32, in_channels=3))`` trains a
 network with per-epoch curves; ``run_ablation`` trains every variant of the
-``--vary`` knobs over several seeds; ``save_trained``/``load_trained`` write
-and read checkpoints that carry their spec; ``training_figure`` and
-``ablation_figure`` draw the curves. A UI passes ``on_progress`` callbacks
-for its progress bar and live curves.
+``--vary`` knobs over several seeds; ``write_results``/``load_ablation`` write and
+read its folder of results; ``save_trained``/``load_trained`` write and read
+checkpoints that carry their spec; ``training_figure`` and ``ablation_figure``
+draw the curves. A UI passes ``on_progress`` callbacks for its progress bar and
+live curves.
+
+Modules, each importing only those to its left: ``data`` → ``train`` →
+``checkpoints``, ``figures`` (one training's curves), ``ablate`` (variants, runs,
+results as plain data) → ``report`` (an ablation's figure, tables and files) → ``cli``.
 """
 
 from explorer.lab.ablate import (
@@ -15,13 +20,9 @@ from explorer.lab.ablate import (
     RunRecord,
     SummaryRow,
     Variant,
-    load_ablation,
     make_variants,
     parse_vary,
     run_ablation,
-    summary_markdown,
-    write_results,
-    write_tables,
 )
 from explorer.lab.checkpoints import DIGITS_CHECKPOINT, checkpoint_metadata, load_trained, save_trained
 from explorer.lab.data import (
@@ -33,7 +34,8 @@ from explorer.lab.data import (
     preprocess_images,
     to_model_input,
 )
-from explorer.lab.figures import ablation_figure, training_figure
+from explorer.lab.figures import training_figure
+from explorer.lab.report import ablation_figure, load_ablation, summary_markdown, write_results, write_tables
 from explorer.lab.train import (
     METRICS,
     EpochStats,

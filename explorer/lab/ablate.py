@@ -4,40 +4,36 @@ The variants are the cartesian product of the ``--vary`` lists
 (``residual=true,false`` × ``mid_activation=none,relu,elu`` is six variants),
 each trained once per seed with the same recipe and the same data (all the
 variants with the first seed, then all with the next, ...). The
-results are kept as plain data (:class:`AblationResult`), written as JSON and
-CSV after every run (a long ablation that is stopped keeps what it finished),
-and drawn like the paper's Figures 9 and 10: one colour per variant, the mean
-over seeds as a line and mean ± standard deviation (sample, ``ddof=1``) as a band.
+results are kept as plain data (:class:`AblationResult`, JSON round-trips) and
+handed to an ``on_run`` callback after every run, so a long ablation that is
+stopped keeps what it finished. Writing and drawing them (files, tables, the
+paper's Figures 9 and 10) is :mod:`explorer.lab.report`'s job; this module knows
+no files.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from explorer.errors import ExplorerError, UsageError
 from explorer.lab.data import ImageData, load_data
-from explorer.lab.figures import ABLATION_METRICS, ablation_figure
 from explorer.lab.train import EpochStats, Progress, TrainConfig, train
 from explorer.spec import Spec
 from explorer.spec.knobs import coerce_knob
 
 FORMAT = "xception-explorer-ablation/1"
-FILES = {"json": "ablation.json", "runs": "runs.csv", "summary": "summary.csv",
-         "html": "curves.html", "png": "curves.png"}
 
 
 class AblationError(ExplorerError, ValueError):
     """Saved results that cannot be read, or data that does not fit a variant."""
 
 
-def _fmt(value: Any) -> str:
+def knob_text(value: Any) -> str:
+    """A knob value as a variant's label and the CSV tables write it (``true``, ``relu``, ``0.5``)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -50,7 +46,7 @@ class Variant:
     @property
     def label(self) -> str:
         """``residual=true, mid_activation=none`` (``base`` when nothing varies)."""
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.knobs) or "base"
+        return ", ".join(f"{k}={knob_text(v)}" for k, v in self.knobs) or "base"
 
     def apply(self, spec: Spec) -> Spec:
         """The spec with this variant's knobs."""
@@ -215,18 +211,21 @@ class AblationProgress:
 
 
 AblationProgressFn = Callable[[AblationProgress], "bool | None"]
+RunFn = Callable[[AblationResult], None]
 
 
 def run_ablation(spec: Spec, data: ImageData | str, vary: Sequence[tuple[str, Sequence[Any]]], *,
                  seeds: Sequence[int] = (0, 1, 2), config: TrainConfig = TrainConfig(),
-                 on_progress: AblationProgressFn | None = None, out_dir: str | Path | None = None,
+                 on_progress: AblationProgressFn | None = None, on_run: RunFn | None = None,
                  limit: int | None = None, command: str | None = None) -> AblationResult:
-    """Train each variant of ``spec`` once per seed; return (and, with ``out_dir``, keep writing) the results.
+    """Train each variant of ``spec`` once per seed and return the results.
 
     ``data`` is a loaded data set, or a source (``"digits"`` or a folder) loaded
     for each input size the variants need. Every variant's spec is validated
     before anything trains. ``on_progress`` returning ``False`` (or Ctrl-C) stops the ablation:
     the finished runs are kept, the unfinished one is dropped, ``result.stopped`` is set.
+    ``on_run`` gets the result after every finished run and once more when it stops (to keep
+    writing it: ``on_run=lambda r: write_tables(r, out_dir)`` from :mod:`explorer.lab.report`).
     """
     variants = make_variants(vary)
     specs = [(v, v.apply(spec)) for v in variants]  # a bad knob fails here, before any training
@@ -266,8 +265,8 @@ def run_ablation(spec: Spec, data: ImageData | str, vary: Sequence[tuple[str, Se
                     break
                 result.runs.append(RunRecord(variant.label, {k: v for k, v in variant.knobs}, seed,
                                              trained.history, trained.history[-1].elapsed, trained.notes))
-                if out_dir is not None:
-                    write_tables(result, out_dir)
+                if on_run is not None:
+                    on_run(result)
             if stopped:
                 break
     except KeyboardInterrupt:  # Ctrl-C on the command line: keep what finished
@@ -276,86 +275,6 @@ def run_ablation(spec: Spec, data: ImageData | str, vary: Sequence[tuple[str, Se
         return result
     result.stopped = True
     result.notes.append(f"stopped after {len(result.runs)} of {runs} runs (an unfinished run is dropped)")
-    if out_dir is not None:
-        write_tables(result, out_dir)
+    if on_run is not None:
+        on_run(result)
     return result
-
-
-# -- files ---------------------------------------------------------------------------------------
-
-def write_tables(result: AblationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``ablation.json``, ``runs.csv`` (one row per run and epoch) and ``summary.csv``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    knobs = [k for k, _ in result.vary]
-    paths = {key: out / FILES[key] for key in ("json", "runs", "summary")}
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=1))
-    fields = list(EpochStats.__dataclass_fields__)
-    with paths["runs"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["variant", *knobs, "seed", *fields])
-        for run in result.runs:
-            for h in run.history:
-                writer.writerow([run.variant, *(_fmt(run.knobs.get(k)) for k in knobs), run.seed,
-                                 *(getattr(h, name) for name in fields)])
-    with paths["summary"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        columns = [c for c in SummaryRow.__dataclass_fields__ if c not in ("variant", "knobs")]
-        writer.writerow(["variant", *knobs, *columns])
-        for row in result.summary():
-            writer.writerow([row.variant, *(_fmt(row.knobs.get(k)) for k in knobs),
-                             *(getattr(row, c) for c in columns)])
-    return paths
-
-
-def write_results(result: AblationResult, out_dir: str | Path, *, png: bool = True,
-                  metrics: Sequence[str] = ABLATION_METRICS) -> tuple[dict[str, Path], list[str]]:
-    """Write the tables and the figure (HTML, and PNG through kaleido when it works).
-
-    Returns the paths written and notes (e.g. why no PNG was written).
-    """
-    paths = write_tables(result, out_dir)
-    figure = ablation_figure(result, metrics)
-    paths["html"] = Path(out_dir) / FILES["html"]
-    figure.write_html(str(paths["html"]), include_plotlyjs="cdn")
-    notes: list[str] = []
-    if png:
-        target = Path(out_dir) / FILES["png"]
-        try:
-            figure.write_image(str(target), width=400 + 450 * len(metrics), height=560, scale=2)
-            paths["png"] = target
-        except Exception as exc:  # noqa: BLE001 - kaleido fails in many ways without a browser
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            notes.append(f"no PNG written (plotly's image export failed: {first})")
-    return paths, notes
-
-
-def load_ablation(path: str | Path) -> AblationResult:
-    """Read an ablation's ``ablation.json`` (or the folder holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / FILES["json"]
-    if not path.is_file():
-        raise AblationError(f"no ablation results at '{path}'")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise AblationError(f"cannot read '{path}': {exc}") from None
-    return AblationResult.from_dict(data)
-
-
-# -- the table ---------------------------------------------------------------------------------
-
-def summary_markdown(result: AblationResult) -> str:
-    """The final numbers as a Markdown table (accuracies in %, mean ± std over seeds)."""
-    knobs = [k for k, _ in result.vary]
-    head = [*(knobs or ["variant"]), "seeds", "epochs", "final test accuracy", "best test accuracy",
-            "final test loss", "final train loss", "time per run"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in result.summary():
-        cells = [_fmt(row.knobs[k]) for k in knobs] or [row.variant]
-        cells += [str(row.seeds), str(row.epochs), f"{100 * row.test_acc_mean:.2f} ± {100 * row.test_acc_std:.2f} %",
-                  f"{100 * row.best_test_acc_mean:.2f} %", f"{row.test_loss_mean:.4f} ± {row.test_loss_std:.4f}",
-                  f"{row.train_loss_mean:.4f}", f"{row.seconds_mean:.0f} s"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

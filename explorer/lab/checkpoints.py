@@ -1,17 +1,24 @@
-"""Trained networks as self-describing safetensors files (spec, classes, preprocessing, accuracy, command)."""
+"""Trained networks as self-describing safetensors files (spec, classes, preprocessing, accuracy, command).
+
+The lab writes the training record; reading and writing the file itself is :mod:`explorer.weights.io`'s
+(``load_trained`` is re-exported from there).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from explorer.build import SpecNet, build_model
 from explorer.lab.data import ImageData
 from explorer.lab.train import TrainResult
-from explorer.weights import Checkpoint, WeightsError, load_checkpoint, load_weights, save_checkpoint
+from explorer.weights import load_trained, save_checkpoint
+from explorer.weights.registry import DIGITS_FILE, SHIPPED_DIR
 
-# The shipped network: mini_xception trained on the digits (the app's offline model; see docs/readme_lab.md).
-DIGITS_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "mini_xception_digits.safetensors"
+__all__ = ["DIGITS_CHECKPOINT", "checkpoint_metadata", "load_trained", "save_trained"]
+
+# The shipped network: mini_xception trained on the digits (the app's offline model; the registry's
+# ``mini_xception.digits`` entry, whose facts come from this file; see docs/lab.md).
+DIGITS_CHECKPOINT = SHIPPED_DIR / DIGITS_FILE
 
 
 def checkpoint_metadata(result: TrainResult, data: ImageData, command: str | None = None) -> dict[str, str]:
@@ -41,13 +48,3 @@ def save_trained(path: str | Path, result: TrainResult, data: ImageData, *, comm
     """Write ``result``'s network as safetensors with its spec, classes and training record."""
     return save_checkpoint(path, result.model, result.spec, list(result.classes),
                            checkpoint_metadata(result, data, command))
-
-
-def load_trained(path: str | Path) -> tuple[SpecNet, Checkpoint]:
-    """Rebuild the network a checkpoint describes and load its weights (exactly; in ``eval()``)."""
-    checkpoint = load_checkpoint(path)
-    if checkpoint.spec is None:
-        raise WeightsError(f"'{Path(path).name}' carries no spec: it was not written by the explorer")
-    model = build_model(checkpoint.spec, seed=0)  # seeded: the global RNG stays untouched
-    load_weights(model, checkpoint.state_dict, strict=True)
-    return model.eval(), checkpoint

@@ -7,9 +7,10 @@ import shlex
 import sys
 from typing import Any
 
-from explorer.cli import add_spec_arguments, resolve_spec
+from explorer.devices import DEVICE_HELP, DEVICES
 from explorer.lab.train import TrainConfig, TrainError
 from explorer.spec import parse_assignments
+from explorer.spec.arguments import add_spec_arguments, resolve_spec
 
 _DEFAULTS = TrainConfig()
 
@@ -30,7 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"(default {_DEFAULTS.batch_size})")
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr,
                    help=f"AdamW learning rate, cosine-decayed to 0 (default {_DEFAULTS.lr})")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--limit", type=_positive, default=None, metavar="N",
                    help="use only N training and N test images (a quick check)")
     p.add_argument("--threads", type=_positive, default=None, metavar="N",
@@ -152,7 +153,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from explorer.lab.ablate import make_variants, parse_vary, run_ablation, summary_markdown, write_results
+    from explorer.lab.ablate import make_variants, parse_vary, run_ablation
+    from explorer.lab.report import summary_markdown, write_results, write_tables
 
     vary = parse_vary(args.vary)
     base = resolve_spec(args.spec, args.overrides)
@@ -173,8 +175,8 @@ def _ablate(args: argparse.Namespace) -> int:
             bar.write(f"[{p.run}/{runs}] {p.variant}, seed {p.seed}: test accuracy {100 * h.test_acc:.2f}% "
                       f"({h.elapsed:.0f} s)")
 
-    result = run_ablation(spec, data, vary, seeds=seeds, config=config, on_progress=progress, out_dir=args.out,
-                          command=_command(args, "ablate"))
+    result = run_ablation(spec, data, vary, seeds=seeds, config=config, on_progress=progress,
+                          on_run=lambda r: write_tables(r, args.out), command=_command(args, "ablate"))
     bar.close()
     paths, notes = write_results(result, args.out, png=not args.no_png)
     for note in [*result.notes[len(data.notes):], *notes]:

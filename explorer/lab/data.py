@@ -1,7 +1,7 @@
 """Training data for the lab: scikit-learn's digits or an image folder, as fixed uint8 tensors.
 
 Both sources go through one pipeline, the one the explorer's classifier uses
-(:class:`explorer.infer.preprocess.Preprocess` with resize = crop = the spec's
+(:class:`explorer.weights.Preprocess` with resize = crop = the spec's
 ``input_size``, bilinear, mean = std = 0.5): each image is converted to gray
 (replicated to ``in_channels`` unless that is 3) or RGB (``in_channels`` 3),
 its shorter side resized to ``input_size``, center-cropped, and kept as uint8.
@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 
 from explorer.errors import ExplorerError
-from explorer.infer.preprocess import Preprocess
+from explorer.infer.images import EXTENSIONS
+from explorer.weights.preprocess import Preprocess
 
 DIGITS = "digits"
 DIGITS_SIZE = 8
@@ -43,7 +44,6 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 MEAN, STD = 0.5, 0.5
 MAX_DATA_BYTES = 2 * 2**30
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
 
 ProgressFn = Callable[[int, int], None]
 
@@ -109,8 +109,8 @@ def check_fill(native_side: int, input_size: int, what: str) -> None:
     if native_side * MAX_UPSCALE < input_size:
         raise DataError(
             f"{what} cannot fill a {input_size}×{input_size} input: that would enlarge them "
-            f"{input_size / native_side:.1f}× (at most {MAX_UPSCALE}×); use input_size ≤ "
-            f"{native_side * MAX_UPSCALE} (--set input_size=N)")
+            f"{input_size / native_side:.1f}× (at most {MAX_UPSCALE}×): use an input size of at most "
+            f"{native_side * MAX_UPSCALE} px")
 
 
 # -- the digits ----------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def _class_files(root: Path) -> dict[str, list[Path]]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         classes[folder.name] = sorted(
             p for p in folder.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+            if p.suffix.lower().lstrip(".") in EXTENSIONS and p.is_file()
             and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     return classes
 
@@ -205,7 +205,7 @@ def load_folder_data(root: str | Path, input_size: int, in_channels: int = 3, *,
     total = sum(len(files) for part in parts.values() for files in part.values())
     if total == 0:
         raise DataError(f"'{root}' holds no images (expected {layout}; "
-                        f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
+                        f"extensions {', '.join('.' + e for e in EXTENSIONS)})")
     pre = preprocess_for_input(input_size, in_channels)
     need = total * pre.channels * input_size * input_size
     if need > MAX_DATA_BYTES:

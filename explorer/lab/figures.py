@@ -1,49 +1,24 @@
-"""Plotly figures of the lab: one training's curves (live or finished) and an ablation's overlaid curves.
+"""Plotly figures of one training's curves (live or finished), and the axes the lab's figures share.
 
-Also the words people read for the lab's knobs and variants ("residual off, ReLU mid
-activation" rather than ``residual=false, mid_activation=relu``). Accuracy axes stay
-within 0–100 % and loss axes are logarithmic with labelled 1-2-5 ticks, at any width.
+Accuracy axes stay within 0–100 % and loss axes are logarithmic with labelled 1-2-5
+ticks, at any width. An ablation's overlaid curves are drawn by
+:func:`explorer.lab.report.ablation_figure` with the same axes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
-from explorer.lab.train import METRICS, EpochStats
+from explorer.lab.train import EpochStats
 from explorer.plots import log_axis
-from explorer.spec import SpecError
-from explorer.spec.knobs import describe_knob
-
-if TYPE_CHECKING:  # pragma: no cover
-    from explorer.lab.ablate import AblationResult
 
 COLOURS = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
            "#BCBD22", "#17BECF")
 
-KNOB_LABELS: dict[str, str] = {
-    "residual": "residual connections",
-    "mid_activation": "activation between depthwise and pointwise",
-    "middle_repeats": "middle-flow blocks",
-    "width": "width multiplier",
-    "segments": "segments of the spatial conv",
-    "input_size": "input size",
-    "num_classes": "classes",
-    "aux_logits": "auxiliary head",
-}
 
-def knob_phrase(name: str, value: Any) -> str:
-    """A knob's value in words, short enough for a legend: ``'residual off'``, ``'ReLU mid activation'``."""
-    return describe_knob(name, value, short=True)
-
-
-def variant_phrase(knobs: Mapping[str, Any]) -> str:
-    """A variant in words: ``{"residual": True, "mid_activation": "none"}`` →
-    ``'residual on, no mid activation'`` (``'as specified'`` when nothing varies)."""
-    return ", ".join(knob_phrase(k, v) for k, v in knobs.items()) or "as specified"
-
-
-def _rgba(colour: str, alpha: float) -> str:
+def rgba(colour: str, alpha: float) -> str:
+    """``"#1F77B4"`` with opacity ``alpha`` as plotly's ``rgba(...)``."""
     r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
 
@@ -82,19 +57,22 @@ def loss_axis(values: Iterable[float]) -> dict[str, Any]:
             "range": [math.log10(chosen[0]), math.log10(chosen[-1])]}
 
 
-def _xaxis(figure, col: int, epochs: int | None, last: int) -> None:
+def epoch_axis(figure, col: int, epochs: int | None, last: int) -> None:
+    """The epoch axis of panel ``col``: fixed to ``epochs`` when given, a tick per epoch when few."""
     span = epochs or last
     figure.update_xaxes(title_text="epoch", row=1, col=col,
                         **({"range": [0.5, epochs + 0.5]} if epochs else {}),
                         **({"tickmode": "linear", "tick0": 1, "dtick": 1} if span and span <= 6 else {}))
 
 
-def _hover(metric: str) -> str:
+def hover_template(metric: str) -> str:
+    """Hover text of a curve: accuracies in %, losses with three decimals."""
     return "epoch %{x}: %{y:.1%}<extra>%{fullData.name}</extra>" if "acc" in metric else \
         "epoch %{x}: %{y:.3f}<extra>%{fullData.name}</extra>"
 
 
-def _legend_below(figure, entries: int, *, one_per_row: bool, top: int = 70, title: str = "") -> None:
+def legend_below(figure, entries: int, *, one_per_row: bool, top: int = 70, title: str = "") -> None:
+    """Put the legend at the foot of the figure, in a margin sized for its rows."""
     # The legend sits at the foot of the figure with room of its own: a legend placed relative
     # to the plots lands on the axis titles once a narrow screen wraps it into more rows.
     rows = (entries if one_per_row else 1) + bool(title)
@@ -121,95 +99,11 @@ def training_figure(history: Sequence[EpochStats], *, epochs: int | None = None,
         for part, name, colour in (("train", "training", COLOURS[0]), ("test", "test", COLOURS[1])):
             figure.add_trace(go.Scatter(x=x, y=[getattr(h, f"{part}_{kind}") for h in history],
                                         mode="lines+markers", name=name, legendgroup=part, showlegend=col == 1,
-                                        hovertemplate=_hover(kind), line={"color": colour, "width": 2}),
+                                        hovertemplate=hover_template(kind), line={"color": colour, "width": 2}),
                              row=1, col=col)
-        _xaxis(figure, col, epochs, len(history))
+        epoch_axis(figure, col, epochs, len(history))
     figure.update_yaxes(**accuracy_axis(v for h in history for v in (h.train_acc, h.test_acc)), row=1, col=1)
     figure.update_yaxes(**loss_axis(v for h in history for v in (h.train_loss, h.test_loss)), row=1, col=2)
     figure.update_layout(title=title or None, template="plotly_white")
-    _legend_below(figure, 2, one_per_row=False)
-    return figure
-
-
-DASHES = ("solid", "dash", "dot", "dashdot")
-ABLATION_METRICS = ("test_acc", "test_loss", "train_loss")
-
-
-def variant_styles(result: "AblationResult") -> dict[str, tuple[str, str]]:
-    """(colour, dash) per variant. With two or more varied knobs and at most four values of the
-    first, the first knob sets the dash and the others the colour (as in the paper's figures,
-    where one switch is compared across the other's settings); else each variant gets a colour."""
-    labels = result.variants()
-    vary = result.vary
-    if len(vary) >= 2 and len(vary[0][1]) <= len(DASHES):
-        from explorer.lab.ablate import make_variants
-
-        rest = [v.label for v in make_variants(vary[1:])]
-        styles = {}
-        for variant in make_variants(vary):
-            first, *others = variant.knobs
-            dash = DASHES[list(map(repr, vary[0][1])).index(repr(first[1]))]
-            colour = COLOURS[rest.index(", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-                                                  for k, v in others)) % len(COLOURS)]
-            styles[variant.label] = (colour, dash)
-        if all(label in styles for label in labels):
-            return styles
-    return {label: (COLOURS[i % len(COLOURS)], "solid") for i, label in enumerate(labels)}
-
-
-def ablation_figure(result: "AblationResult", metrics: Sequence[str] = ABLATION_METRICS):
-    """One panel per metric, one line style per variant: the mean over seeds as a line, ±1 std as a band.
-
-    The legend names each variant in words with its final test accuracy (mean ± std over its
-    seeds). Bands are clipped to 0–100 % on accuracy panels and to a quarter of the mean on
-    the logarithmic loss panels (where mean − std can be negative).
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    for metric in metrics:
-        if metric not in METRICS:
-            raise SpecError("metric", f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
-    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRICS[m] for m in metrics],
-                           horizontal_spacing=0.09)
-    summary = {row.variant: row for row in result.summary()}
-    styles = variant_styles(result)
-    plotted: dict[str, list[float]] = {m: [] for m in metrics}
-    last = 0
-    for label in (v for v in result.variants() if v in summary):
-        colour, dash = styles[label]
-        row = summary[label]
-        accuracy = (f"{100 * row.test_acc_mean:.1f} ± {100 * row.test_acc_std:.1f} %" if row.seeds > 1
-                    else f"{100 * row.test_acc_mean:.1f} %")
-        name = f"{variant_phrase(row.knobs) if result.vary else label}: {accuracy}"
-        for col, metric in enumerate(metrics, 1):
-            epochs, mean, std = result.mean_curve(label, metric)
-            last = max(last, len(epochs))
-            plotted[metric] += mean
-            if row.seeds > 1:
-                if "loss" in metric:
-                    upper = [m + s for m, s in zip(mean, std)]
-                    lower = [max(m - s, m / 4) for m, s in zip(mean, std)]
-                else:
-                    upper = [min(1.0, m + s) for m, s in zip(mean, std)]
-                    lower = [max(0.0, m - s) for m, s in zip(mean, std)]
-                plotted[metric] += upper + lower
-                figure.add_trace(go.Scatter(x=epochs + epochs[::-1], y=upper + lower[::-1], fill="toself", mode="lines",
-                                            fillcolor=_rgba(colour, 0.18), line={"width": 0}, hoverinfo="skip",
-                                            legendgroup=label, showlegend=False), row=1, col=col)
-            figure.add_trace(go.Scatter(x=epochs, y=mean, mode="lines+markers", name=name, legendgroup=label,
-                                        showlegend=col == 1, hovertemplate=_hover(metric),
-                                        line={"color": colour, "width": 2, "dash": dash},
-                                        marker={"size": 4}), row=1, col=col)
-    for col, metric in enumerate(metrics, 1):
-        _xaxis(figure, col, None, last)
-        axis = loss_axis(plotted[metric]) if "loss" in metric else accuracy_axis(plotted[metric])
-        figure.update_yaxes(**axis, row=1, col=col)
-    n_seeds = max((row.seeds for row in summary.values()), default=0)
-    spread = ", band ±1 std" if n_seeds > 1 else ""
-    figure.update_layout(
-        title={"text": f"{result.spec_name} on {result.data.split(':')[0]}<br><sup>mean of {n_seeds:,} seed"
-                       f"{'s' if n_seeds != 1 else ''}{spread}; loss on a log scale</sup>"},
-        template="plotly_white")
-    _legend_below(figure, len(summary), one_per_row=True, top=105, title="variant: final test accuracy")
+    legend_below(figure, 2, one_per_row=False)
     return figure

@@ -154,7 +154,7 @@ def fit_spec_to_data(spec: Spec, data: ImageData, *, strict: bool = False) -> tu
         f"classes (num_classes) set to {n:,} from the data (the spec had {spec.num_classes:,})"]
 
 
-def batches(n: int, size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+def index_batches(n: int, size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Index batches over ``range(n)``: shuffled with ``generator``, else in order. A final batch of a
     single image is dropped when shuffling (batch norm cannot train on one sample)."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
@@ -171,7 +171,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, in_channels:
     model.eval()
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
-        for index in batches(len(y), batch_size):
+        for index in index_batches(len(y), batch_size):
             inputs = to_model_input(x[index].to(device), in_channels)
             target = y[index].to(device)
             logits = model(inputs)
@@ -187,7 +187,7 @@ def predict(model: nn.Module, x: torch.Tensor, *, in_channels: int, device: torc
     model.eval()
     out = []
     with torch.no_grad():
-        for index in batches(len(x), batch_size):
+        for index in index_batches(len(x), batch_size):
             out.append(model(to_model_input(x[index].to(device), in_channels)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
@@ -214,7 +214,7 @@ def recalibrate_batch_norm(model: nn.Module, x: torch.Tensor, *, in_channels: in
         m.train()
     try:
         with torch.no_grad():
-            for index in batches(len(x), batch_size):
+            for index in index_batches(len(x), batch_size):
                 if len(index) < 2:
                     break
                 model(to_model_input(x[index].to(device), in_channels))
@@ -362,7 +362,7 @@ def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
     model = build_model(spec, seed=config.seed).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(data.train_y)
-    per_epoch = sum(1 for _ in batches(n, config.batch_size, torch.Generator().manual_seed(0)))
+    per_epoch = sum(1 for _ in index_batches(n, config.batch_size, torch.Generator().manual_seed(0)))
     total_steps = per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
@@ -379,7 +379,7 @@ def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
             lr = optimizer.param_groups[0]["lr"]
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
-            for step, index in enumerate(batches(n, config.batch_size, order), 1):
+            for step, index in enumerate(index_batches(n, config.batch_size, order), 1):
                 inputs = to_model_input(data.train_x[index].to(device), in_ch)
                 target = data.train_y[index].to(device)
                 out = model(inputs)

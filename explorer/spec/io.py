@@ -69,15 +69,9 @@ def load_spec(name_or_path: str | Path) -> Spec:
 
 
 def dump_yaml(spec: Spec) -> str:
-    """The spec as YAML: every top-level field, block fields where they differ from the default."""
-    data = spec.model_dump(mode="json", exclude={"blocks"})
-    data["blocks"] = [  # name, type and flow first; other block fields only where not default
-        {"name": block.name, "type": block.type, "flow": block.flow,
-         **{k: v for k, v in block.model_dump(mode="json", exclude_defaults=True).items()
-            if k not in ("name", "type", "flow")}}
-        for block in spec.blocks
-    ]
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    """The spec as YAML (:meth:`Spec.to_yaml`): every top-level field, block fields where they differ
+    from the default."""
+    return spec.to_yaml()
 
 
 _TAGS = frozenset(BLOCK_TYPES) | {"conv", "pool", "split"}

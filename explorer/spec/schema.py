@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Activation = Literal["none", "relu", "elu"]
@@ -283,10 +284,16 @@ class Spec(_Frozen):
         return self.model_dump(mode="json", exclude_defaults=True)
 
     def to_yaml(self) -> str:
-        """The spec as a YAML document that :func:`explorer.spec.parse_spec` reads back."""
-        from explorer.spec.io import dump_yaml
-
-        return dump_yaml(self)
+        """The spec as a YAML document that :func:`explorer.spec.parse_spec` reads back: every
+        top-level field, and block fields (after name, type and flow) where they differ from the default."""
+        data = self.model_dump(mode="json", exclude={"blocks"})
+        data["blocks"] = [
+            {"name": block.name, "type": block.type, "flow": block.flow,
+             **{k: v for k, v in block.model_dump(mode="json", exclude_defaults=True).items()
+                if k not in ("name", "type", "flow")}}
+            for block in self.blocks
+        ]
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
     def digest(self) -> str:
         """A stable hash of the spec's content (cache key)."""

@@ -36,6 +36,10 @@ def _text(value: Any) -> str:
     return str(_cell(value))
 
 
+class _CellError(ValueError):
+    """A cell that does not read as a value; spec_from_rows names the row and column."""
+
+
 def _parse_cell(column: str, value: Any) -> Any:
     if value is None:
         return None
@@ -46,9 +50,12 @@ def _parse_cell(column: str, value: Any) -> Any:
         if column in _WORDS:
             return text
         if column in ("channels", "kernel", "stride") and "," in text:
-            return [_parse_cell(column, part) for part in text.split(",")]
-        loaded = yaml.safe_load(text)
-        return loaded
+            inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text  # "[64, 96]" too
+            return [_parse_cell(column, part) for part in inner.split(",")]
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise _CellError(f"'{text}' is not a value: {getattr(exc, 'problem', None) or exc}") from None
     if isinstance(value, float) and value != value:  # NaN from an emptied numeric cell
         return None
     if isinstance(value, float) and value.is_integer():
@@ -82,7 +89,10 @@ def spec_from_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
     for i, row in enumerate(rows):
         block: dict[str, Any] = {}
         for column in COLUMNS[:-1]:
-            value = _parse_cell(column, row.get(column))
+            try:
+                value = _parse_cell(column, row.get(column))
+            except _CellError as exc:
+                raise SpecError(f"blocks[{i}].{column}", str(exc)) from None
             if value is not None:
                 block[column] = value
         more = row.get("more")

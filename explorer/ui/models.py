@@ -10,10 +10,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer.infer import OFFICIAL, LoadedModel, WeightsError, hub_checkpoint_dir, load_model, spec_family
-from explorer.infer.weights import downloads_allowed
-from explorer.lab import DIGITS_CHECKPOINT
 from explorer.spec import Spec, load_spec, parse_spec
+from explorer.weights import (
+    LoadedModel,
+    WeightsEntry,
+    WeightsError,
+    downloads_allowed,
+    hub_checkpoint_dir,
+    imagenet_for,
+    list_weights,
+    load_model,
+)
 
 IMAGENET, RANDOM, DIGITS, FILE = "ImageNet (official)", "Random (seeded)", "Shipped digits model", "A checkpoint file"
 MODES = (IMAGENET, RANDOM, DIGITS, FILE)
@@ -23,11 +30,12 @@ NAMES = {"xception": "Xception", "inception_v3": "Inception V3", "mini_xception"
 
 @dataclass(frozen=True)
 class Choice:
-    """One network to run: a spec (YAML, None when the checkpoint carries it) and its weights."""
+    """One network to run: a spec (YAML, None when the weights carry it) and its weights
+    (``imagenet``, ``random``, a registry entry's name or a file path)."""
 
     label: str
     spec_yaml: str | None
-    weights: str  # "imagenet", "random" or a file path
+    weights: str
 
 
 def network_name(name: str) -> str:
@@ -35,14 +43,19 @@ def network_name(name: str) -> str:
     return NAMES.get(name, name)
 
 
-def official_path(family: str) -> Path:
-    """Where the official checkpoint of ``family`` must be for the app to find it."""
-    return hub_checkpoint_dir() / OFFICIAL[family].file_name
+def official_entries() -> list[WeightsEntry]:
+    """The registry's downloadable (ImageNet) weights sets."""
+    return [entry for entry in list_weights() if not entry.shipped]
 
 
-def missing_imagenet() -> list[str]:
-    """The families (``xception``, ``inception_v3``) whose ImageNet checkpoint is not on this machine."""
-    return [family for family in PRESETS if not official_path(family).is_file()]
+def shipped_entry() -> WeightsEntry:
+    """The weights set that comes with the explorer (the digits model)."""
+    return next(entry for entry in list_weights() if entry.shipped)
+
+
+def missing_imagenet() -> list[WeightsEntry]:
+    """The official weights sets whose file is not on this machine."""
+    return [entry for entry in official_entries() if not entry.path.is_file()]
 
 
 def default_mode() -> tuple[str, str | None]:
@@ -51,22 +64,31 @@ def default_mode() -> tuple[str, str | None]:
     missing = missing_imagenet()
     if not missing:
         return IMAGENET, None
-    files = " and ".join(f"`{OFFICIAL[f].file_name}`" for f in missing)
+    files = " and ".join(f"`{entry.file_name}`" for entry in missing)
     then = ("choose *ImageNet (official)* to download them" if downloads_allowed()
             else "downloads are off, see *ImageNet (official)* for how to add them")
     return DIGITS, (f"Opened with the shipped digits model because the ImageNet weights ({files}) are not on "
                     f"this machine; {then}.")
 
 
-def missing_weights_help(family: str | None, reason: str) -> str:
+def _imagenet_entry(spec: Spec | None) -> WeightsEntry | None:
+    """The official set that fits ``spec`` (None when none does: then there is no file to ask for)."""
+    if spec is None:
+        return None
+    try:
+        return imagenet_for(spec)[0]
+    except WeightsError:
+        return None
+
+
+def missing_weights_help(entry: WeightsEntry | None, reason: str) -> str:
     """What to do when a network's ImageNet weights could not be had, in an app user's terms
     (a file, a folder, a page to choose; not a command-line flag)."""
-    if family is None or official_path(family).is_file():
+    if entry is None or entry.path.is_file():
         return f"{reason[:1].upper()}{reason[1:]}."  # not a missing file: the loader's own words
-    official = OFFICIAL[family]
     failed = "" if "downloads are off" in reason else " (the download did not work)"
-    return (f"The ImageNet weights file `{official.file_name}` is not on this machine{failed}. To use them, "
-            f"download [{official.file_name}]({official.url}), put it in the folder `{hub_checkpoint_dir()}` "
+    return (f"The ImageNet weights file `{entry.file_name}` is not on this machine{failed}. To use them, "
+            f"download [{entry.file_name}]({entry.url}), put it in the folder `{hub_checkpoint_dir()}` "
             f"and reload the page. Meanwhile the *Shipped digits model* works with no download, and *A checkpoint "
             f"file* takes your own weights.")
 
@@ -81,7 +103,7 @@ def _load(spec_yaml: str | None, weights: str, stamp: tuple) -> tuple[LoadedMode
     except WeightsError as exc:
         if spec is None:
             raise
-        return load_model(spec, "random"), missing_weights_help(spec_family(spec), str(exc))
+        return load_model(spec, "random"), missing_weights_help(_imagenet_entry(spec), str(exc))
 
 
 def _stamp(spec_yaml: str | None, weights: str) -> tuple:
@@ -89,15 +111,14 @@ def _stamp(spec_yaml: str | None, weights: str) -> tuple:
     does not outlive its reason once the user has put the file in place."""
     if weights != "imagenet" or not spec_yaml:
         return ()
-    family = spec_family(parse_spec(spec_yaml))
-    if family is None:
+    entry = _imagenet_entry(parse_spec(spec_yaml))
+    if entry is None:
         return ()
-    path = official_path(family)
     try:
-        stat = path.stat()
+        stat = entry.path.stat()
     except OSError:
-        return (str(path), "missing")
-    return (str(path), stat.st_size, stat.st_mtime_ns)
+        return (str(entry.path), "missing")
+    return (str(entry.path), stat.st_size, stat.st_mtime_ns)
 
 
 def load(choice: Choice) -> tuple[LoadedModel, str | None]:
@@ -127,5 +148,14 @@ def imagenet_networks(current: Spec) -> dict[str, str]:
 
 
 def digits_choice() -> Choice:
-    """The shipped mini Xception trained on the digits (no download)."""
-    return Choice("Mini Xception (digits)", None, str(DIGITS_CHECKPOINT))
+    """The shipped network (the mini Xception trained on the digits): no download."""
+    entry = shipped_entry()
+    return Choice(f"{network_name(entry.spec().name)} (digits)", None, entry.name)
+
+
+def shipped_caption() -> str:
+    """What the shipped model is, with its measured accuracy (from the registry, i.e. the file itself)."""
+    entry = shipped_entry()
+    accuracy = entry.accuracy[0]
+    return (f"{network_name(entry.spec().name)} trained on scikit-learn's handwritten digits "
+            f"({accuracy.top1:.1f} % test accuracy): works with no download.")

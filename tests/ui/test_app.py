@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer.build import build_model
-from explorer.cost import diff_specs
+from explorer.cost import count_costs, diff_specs
+from explorer.format import count, mib, shape, si
+from explorer.lab import DIGITS_CHECKPOINT, load_trained
 from explorer.spec import load_spec
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -39,8 +41,15 @@ def model_params(spec) -> int:
 
 def test_opens_on_xception_with_totals_graph_and_flows():
     at = open_app()
-    assert shown_params(at) == model_params(load_spec("xception"))
-    assert next(m.value for m in at.metric if m.label == "MACs") == "8.357 G"
+    spec = load_spec("xception")
+    assert shown_params(at) == model_params(spec)
+    # every total as the cost model counts it, in the units people read
+    totals = count_costs(spec).totals
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Parameters"] == count(totals["params"])
+    assert shown["MACs"] == si(totals["macs"]) == "8.357 G"
+    assert shown["Element-wise ops"] == si(totals["elementwise_ops"])
+    assert shown["Peak activations"] == mib(totals["peak_activation_bytes"])
     assert at.sidebar.selectbox[0].value == "xception"
     charts = at.get("plotly_chart")
     assert len(charts) >= 3  # the flow graph and the two per-flow charts
@@ -130,6 +139,13 @@ def test_costs_page_table_whatif_and_compare():
     table = at.dataframe[0].value
     spec = load_spec("xception")
     assert len(table) == len([layer for layer in build_model(spec).layers if not layer.train_only])
+    # a row is the cost model's own row for that module path
+    row = table.set_index("name").loc["entry.block2.sep1.depthwise"]
+    layer = count_costs(spec).layer("entry.block2.sep1.depthwise")
+    assert (row["kind"], row["flow"], row["block"]) == (layer.kind, layer.flow, layer.block)
+    assert (row["in_shape"], row["out_shape"]) == (shape(layer.in_shape), shape(layer.out_shape))
+    assert [int(row[c]) for c in ("params", "macs", "elementwise_ops", "activation_bytes")] == [
+        layer.params, layer.macs, layer.elementwise_ops, layer.activation_bytes]
     assert {"MACs as built", "MACs with regular convs", "Separable / regular"} <= {m.label for m in at.metric}
     at.button(key="pin").click().run()
     knob(at, "selectbox", "Activation between depthwise and pointwise").select("relu").run()
@@ -142,11 +158,26 @@ def test_costs_page_table_whatif_and_compare():
     assert any("34 layers added" in c.value for c in at.caption)
 
 
-@pytest.mark.parametrize("page", ["classify.py", "lab.py"])
-def test_other_pages_render(page):
+def test_lab_page_names_the_network_it_trains_with_its_parameter_count():
     at = open_app()
-    at.switch_page(f"{PAGES}/{page}").run()
-    assert not at.exception
+    at.switch_page(f"{PAGES}/lab.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    headline = next(m.value for m in at.markdown if m.value.startswith("**Trains"))
+    params = count_costs(load_spec("mini_xception")).totals["params"]
+    assert headline.startswith(f"**Trains mini_xception** ({params:,} parameters)")
+
+
+def test_classify_page_opens_offline_on_the_shipped_model_and_its_recorded_accuracy(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet weights here
+    monkeypatch.setenv("EXPLORER_OFFLINE", "1")  # and no downloads
+    at = open_app()
+    at.switch_page(f"{PAGES}/classify.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    # the accuracy said is the one the checkpoint records, at the precision shown
+    _, checkpoint = load_trained(DIGITS_CHECKPOINT)
+    recorded = 100 * float(checkpoint.metadata["test_accuracy"])
+    said = next(m for c in at.caption if (m := re.search(r"(\d+(?:\.(\d+))?) ?% test accuracy", c.value)))
+    assert float(said[1]) == round(recorded, len(said[2] or ""))
 
 
 def test_every_knob_change_shows_its_delta_against_the_base_and_the_description_follows():

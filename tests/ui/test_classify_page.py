@@ -97,6 +97,9 @@ def test_digits_top5_is_categorical_and_a_corrupt_upload_is_not_offered(offline)
     bars = figure["data"][0]
     assert list(bars["y"]) == [p.label for p in expected]  # the model's own ranking, best first
     assert bars["y"][0] == expected[0].label and yaxis["autorange"] == "reversed"
+    # the top-1 probability shown is the model's own, as classify() gives it for the same image
+    assert bars["text"][0] == f"{expected[0].probability:.1%}"
+    assert bars["x"][0] == pytest.approx(expected[0].probability, rel=1e-5)
     # only images that decoded can be explained
     assert at.selectbox(key="exp_image").options == [f"digit {label} (#3).png"]
 

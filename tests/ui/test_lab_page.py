@@ -3,11 +3,21 @@ live curves, the batch-norm note, a quick ablation, and the shipped ablation."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from explorer.lab import evaluate, load_ablation, load_data, load_trained
+from explorer.lab import (
+    AblationResult,
+    EpochStats,
+    TrainConfig,
+    evaluate,
+    load_ablation,
+    load_data,
+    load_trained,
+    run_ablation,
+)
 from explorer.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +61,10 @@ def test_quick_training_shows_curves_and_the_checkpoints_accuracy():
                      limit=QUICK)
     _, accuracy = evaluate(model, data.test_x, data.test_y, in_channels=checkpoint.spec.in_channels)
     assert shown == f"{accuracy:.2%}"
+    # the training accuracy is the last epoch's, as the checkpoint records the run's history
+    history = [EpochStats(**h) for h in json.loads(checkpoint.metadata["history"])]
+    assert len(history) == 1 and history[-1].test_acc == accuracy
+    assert next(m.value for m in at.metric if m.label == "Training accuracy") == f"{history[-1].train_acc:.2%}"
     # the progress and the time per epoch are said with units, not promised
     assert any("per epoch here" in c.value for c in at.caption)
     assert next(m.value for m in at.metric if m.label == "Time per epoch").endswith(" s")
@@ -99,15 +113,32 @@ def test_quick_ablation_varies_residual_on_top_of_the_sidebars_activation():
     at.number_input(key="lab_epochs").set_value(1)
     at.number_input(key="lab_seeds").set_value(1)
     at.pills(key="lab_vary_mid_activation").set_value([])
+    at.run()
+    assert any("2 variants × 1 seed = 2 trainings" in c.value and "residual on / residual off" in c.value
+               for c in at.caption)
     at.button(key="lab_ablate").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    result = at.session_state["lab_ablation"]
-    assert not result["stopped"]
+    shown = AblationResult.from_dict(at.session_state["lab_ablation"])
+    assert not shown.stopped
     # the base of the variants: mini_xception with the sidebar's ReLU; the varied knob overrides nothing else
-    assert parse_spec(result["spec"]) == load_spec("mini_xception").with_overrides(mid_activation="relu")
-    assert [r["knobs"] for r in result["runs"]] == [{"residual": True}, {"residual": False}]
+    base = load_spec("mini_xception").with_overrides(mid_activation="relu")
+    assert parse_spec(shown.spec_yaml) == base
+    assert [r.knobs for r in shown.runs] == [{"residual": True}, {"residual": False}]
+    # oracle: the library's own ablation of the same spec, data and recipe
+    config = TrainConfig(epochs=1, threads=1)
+    assert TrainConfig(**shown.config) == config
+    data = load_data("digits", input_size=base.input_size, in_channels=base.in_channels, limit=QUICK)
+    oracle = run_ablation(base, data, [("residual", [True, False])], seeds=[0], config=config)
+    assert [[h.test_acc for h in r.history] for r in shown.runs] == [[h.test_acc for h in r.history]
+                                                                       for r in oracle.runs]
+    # ... and the table shows its numbers, in words
     table = next(d.value for d in at.dataframe if "variant" in d.value.columns)
-    assert list(table["variant"])[:2] == ["residual on", "residual off"]
+    assert list(table["variant"]) == ["residual on", "residual off"]
+    assert list(table["final test accuracy"]) == [f"{r.test_acc_mean:.2%} ± {r.test_acc_std:.2%}"
+                                                  for r in oracle.summary()]
+    assert list(table["best test accuracy"]) == [f"{r.best_test_acc_mean:.2%}" for r in oracle.summary()]
+    assert any(c.value.startswith("1 seed of 1 epoch per variant.") for c in at.caption)
+    assert any(c.key == "lab_ablation_figure" for c in at.get("plotly_chart"))
 
 
 def test_bad_data_folder_is_one_clear_message(tmp_path):

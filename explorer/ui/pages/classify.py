@@ -16,6 +16,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from explorer.devices import DEVICE_LABELS, PRECISION_NAMES
+from explorer.errors import ExplorerError
 from explorer.explain import (
     SCALES,
     SIGNS,
@@ -30,13 +32,13 @@ from explorer.explain import (
     overlay_image,
     png_bytes,
     render,
+    resolve_target,
     scale_maps,
 )
 from explorer.explain.api import explain_decoded
 from explorer.explain.estimate import Passes, count_passes, estimate_seconds, seconds_per_unit
 from explorer.explain.views import DEFAULT_SCALE, SCALE_LABELS, Placeholder, default_sign, scale_note
 from explorer.infer import (
-    PRECISIONS,
     DecodedImage,
     ImageError,
     available_devices,
@@ -48,7 +50,6 @@ from explorer.infer import (
 from explorer.infer.images import EXTENSIONS
 from explorer.jobs import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Task
 from explorer.lab import digits_samples
-from explorer.spec import ExplorerError
 from explorer.ui import graphs, models, session
 
 POLL_S = 1.0  # how often the running explanation's progress is redrawn
@@ -128,8 +129,7 @@ if mode in (models.IMAGENET, models.RANDOM):
     choices = [models.Choice(name, options[name], weights) for name in picked]
 elif mode == models.DIGITS:
     choices = [models.digits_choice()]
-    st.caption("Mini Xception trained on scikit-learn's handwritten digits (98 % test accuracy): works with no "
-               "download.")
+    st.caption(models.shipped_caption())
 else:
     upload = st.file_uploader("Checkpoint (.safetensors from the Lab or the CLI, or a .pth/.pt state dict)",
                               type=["safetensors", "pth", "pt"], key="cls_ckpt")
@@ -161,11 +161,10 @@ with st.expander("Preprocessing and device"):
         st.markdown(f"**{choice.label}** ({model.weights} weights): {model.preprocess.describe()}")
     c1, c2 = st.columns(2)
     device = c1.selectbox("Device", ["auto", *available_devices()], key="cls_device",
-                          format_func=lambda d: {"auto": "Automatic (GPU if there is one)", "cpu": "CPU",
-                                                 "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}.get(d, d),
+                          format_func=lambda d: DEVICE_LABELS.get(d, d),
                           help="Automatic: CUDA, then MPS, then the CPU. A GPU out of memory falls back to the CPU.")
     gpu = device != "cpu" and available_devices()[0] != "cpu"
-    precision = c2.selectbox("Precision", list(PRECISIONS) if gpu else ["fp32"], key="cls_precision",
+    precision = c2.selectbox("Precision", list(PRECISION_NAMES) if gpu else ["fp32"], key="cls_precision",
                              help="bf16/fp16 autocast needs a GPU.")
     top = st.number_input("Top classes", 1, 20, 5, key="cls_top")
 
@@ -311,7 +310,7 @@ target_text = st.text_input("Target class", "", key="exp_target", placeholder="t
 layers: dict[str, str] = {}
 if any(get_method(m).uses_layer for m in methods):
     for choice, model in loaded:
-        spec_layers = model.model.layers
+        spec_layers = model.layers
         shapes = {c.name: c.out_shape for c in layer_choices(spec_layers)}
         options = list(shapes)
         key = f"exp_layer_{choice.label}"
@@ -350,9 +349,18 @@ if long_methods:
                     method_options[m][option_name] = int(value)
 
 data, decoded = decoded_ok[target_image]
-target = target_text.strip() or None
-if target is not None and target.lstrip("-").isdigit():
-    target = int(target)
+target: int | None = None
+if target_text.strip():
+    try:  # the core's own parser (an index or a class name), once per network: a typo shows here, not per map
+        targets = {resolve_target(target_text, len(model.classes), model.classes) for _, model in loaded}
+    except ExplorerError as exc:
+        st.error(f"Target class: {exc}", icon=":material/warning:")
+        st.stop()
+    if len(targets) > 1:
+        st.error("Target class: the networks number their classes differently; give the class by name "
+                 "for one network at a time.", icon=":material/warning:")
+        st.stop()
+    target = targets.pop()
 context = (mode, tuple((c.label, c.spec_yaml and _digest(c.spec_yaml.encode()), c.weights) for c, _ in loaded),
            target_image, _digest(data), device)
 settings = (tuple(methods), tuple(sorted(layers.items())), target,

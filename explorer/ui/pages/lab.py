@@ -27,9 +27,10 @@ from explorer.lab import (
     train,
     training_figure,
 )
-from explorer.lab.figures import KNOB_LABELS, knob_phrase, variant_phrase
+from explorer.lab.report import variant_phrase
 from explorer.lab.train import accuracy_lag_note, estimate_epoch_seconds
-from explorer.spec import KNOBS, ExplorerError, Spec, SpecError, knob_applies, load_spec, parse_spec
+from explorer.spec import KNOB_HELP, KNOBS, ExplorerError, Spec, SpecError, knob_applies, load_spec, parse_spec
+from explorer.spec.knobs import describe_knob
 from explorer.ui import session
 
 SHIPPED = Path(__file__).resolve().parents[3] / "docs" / "ablation" / "ablation.json"
@@ -43,7 +44,8 @@ SIZES = {"width": "a size chosen for {net}", "middle_repeats": "a size chosen fo
 # A network whose training batch costs at most this trains fastest on one CPU thread: measured on
 # this 2-core machine under load, a quick mini_xception ablation took 12 s on one thread, 147 s on two.
 SMALL_BATCH_MACS = 2e9
-ACTIVATION_NAMES = {"none": "none", "relu": "ReLU", "elu": "ELU"}
+# The knobs an ablation here can vary, and the values it offers (the paper's Figures 9 and 10).
+VARIED: dict[str, list[Any]] = {"residual": [True, False], "mid_activation": ["none", "relu", "elu"]}
 
 
 def duration(seconds: float) -> str:
@@ -74,14 +76,14 @@ def mini_with_sidebar_knobs(changed: dict[str, Any], sidebar: str) -> tuple[Spec
     for name in (k for k in KNOBS if k in changed):
         value = changed[name]
         if name in SIZES:
-            ignored.append(f"{knob_phrase(name, value)} ({SIZES[name].format(net=sidebar)})")
+            ignored.append(f"{describe_knob(name, value, short=True)} ({SIZES[name].format(net=sidebar)})")
         elif name not in CARRIED or not knob_applies(spec, name):
-            ignored.append(f"{knob_phrase(name, value)} (does not apply to {MINI})")
+            ignored.append(f"{describe_knob(name, value, short=True)} (does not apply to {MINI})")
         else:
             try:
                 spec = spec.with_overrides(**{name: value})
             except SpecError as exc:
-                ignored.append(f"{knob_phrase(name, value)} ({exc})")
+                ignored.append(f"{describe_knob(name, value, short=True)} ({exc})")
             else:
                 applied[name] = value
     return spec, applied, ignored
@@ -158,12 +160,12 @@ network = c1.selectbox("Network to train", list(choices), format_func=choices.ge
 source = c2.text_input("Data", "digits", key="lab_data",
                        help="'digits' (scikit-learn's 8×8 handwritten digits), or a folder of CLASS/IMAGE files.")
 
-changed_phrase = _and([knob_phrase(k, v) for k, v in changed.items()]) if changed else ""
+changed_phrase = _and([describe_knob(k, v, short=True) for k, v in changed.items()]) if changed else ""
 if network == "mini" and not sidebar_is_mini:
     spec, applied, ignored = mini_with_sidebar_knobs(changed, base.name)
     line = f"**Trains {MINI}** ({totals_of(spec.to_yaml())['params']:,} parameters)"
     if applied:
-        line += f" with the sidebar's {_and([knob_phrase(k, v) for k, v in applied.items()])}"
+        line += f" with the sidebar's {_and([describe_knob(k, v, short=True) for k, v in applied.items()])}"
         what = f"{MINI}, {variant_phrase(applied)}"
     else:
         what = f"{MINI} as shipped"
@@ -204,8 +206,7 @@ try:
     data = cached_data(source, spec, limit)
     per_epoch, how = epoch_seconds(spec, data, config)
 except ExplorerError as exc:
-    # the data's messages also serve the command line; here the input size is the sidebar's
-    st.error(str(exc).replace("(--set input_size=N)", "(the sidebar's Input size)"), icon="⚠️")
+    st.error(str(exc), icon="⚠️")
 else:
     st.caption(f"{describe_data(data)}. About {duration(per_epoch)} per epoch here "
                f"({how}{', on one CPU thread' if one_thread else ''}): "
@@ -270,14 +271,14 @@ with train_tab:
         st.caption("Load it on the Classify & Explain page (as a weights file) to classify with it.")
 
 
-def vary_choices(spec: Spec) -> dict[str, tuple[str, list[Any], Any]]:
-    """The knobs the ablation can vary on ``spec``: (label, values, how a value reads)."""
-    known = {
-        "residual": ("Residual connections", [True, False], lambda v: "on" if v else "off"),
-        "mid_activation": ("Activation between depthwise and pointwise", ["none", "relu", "elu"],
-                           ACTIVATION_NAMES.get),
-    }
-    return {k: v for k, v in known.items() if knob_applies(spec, k)}
+def vary_choices(spec: Spec) -> dict[str, list[Any]]:
+    """The knobs an ablation can vary on ``spec`` and the values it offers."""
+    return {k: values for k, values in VARIED.items() if knob_applies(spec, k)}
+
+
+def values_in_words(knob: str, values: list[Any]) -> str:
+    """``'residual on / residual off'``: a varied knob's values as the legend names them."""
+    return " / ".join(describe_knob(knob, v, short=True) for v in values)
 
 
 def show_ablation(result: AblationResult, key: str) -> None:
@@ -307,23 +308,24 @@ with ablate_tab:
     options = vary_choices(spec)
     vary: list[tuple[str, list[Any]]] = []
     cols = st.columns([3, 1])
-    for knob, (label, values, fmt) in options.items():
-        picked = cols[0].pills(label, values, selection_mode="multi", default=values, format_func=fmt,
-                               key=f"lab_vary_{knob}")
+    cols[0].markdown("**Values to compare** (every combination is a variant)" if options else
+                     f"{spec.name} has no residual connections or separable convs to vary.")
+    for knob, values in options.items():
+        picked = cols[0].pills(KNOB_HELP[knob], values, selection_mode="multi", default=values,
+                               format_func=lambda v, k=knob: describe_knob(k, v, short=True),
+                               label_visibility="collapsed", key=f"lab_vary_{knob}")
         if picked:
             vary.append((knob, [v for v in values if v in picked]))  # in the paper's order, not the clicks'
     seeds = int(cols[1].number_input("Seeds", 1, 10, 3, key="lab_seeds",
                                      help="Each variant trains once per seed; the curves show mean ± std."))
-    runs = 1
-    for _, values in vary:
-        runs *= len(values)
-    varied = _and([KNOB_LABELS[k] for k, _ in vary]) if vary else "nothing"
+    runs = len(make_variants(vary))
     total = runs * seeds
     estimate = f": about {duration(total * epochs * per_epoch)} here" if per_epoch else ""
+    varied = (f"Variants of {spec.name}: {' × '.join(values_in_words(k, values) for k, values in vary)}, "
+              "overriding the sidebar's; everything else as above.") if vary else "Pick a value to vary."
     st.caption(f"{runs:,} variant{'s' if runs != 1 else ''} × {seeds:,} seed{'s' if seeds != 1 else ''} = "
                f"{total:,} training{'s' if total != 1 else ''} of {epochs:,} epoch{'s' if epochs != 1 else ''}"
-               f"{estimate}. Varies {varied} of {spec.name}, overriding the sidebar's; "
-               "everything else as above.")
+               f"{estimate}. {varied}")
     go_col, stop_col, _ = st.columns([2, 1, 3])
     go = go_col.button("Run the ablation", type="primary", key="lab_ablate", disabled=not vary or data is None)
     if go and vary and data is not None:
@@ -331,7 +333,6 @@ with ablate_tab:
         stop.button("Stop", key="lab_ablate_stop", help="Stops the ablation and keeps the runs that finished.")
         bar = st.progress(0.0, text="Starting…")
         chart = st.empty()
-        shown = [0]
         start = time.perf_counter()
         words = {v.label: variant_phrase(dict(v.knobs)) for v in make_variants(vary)}
 
@@ -339,17 +340,23 @@ with ablate_tab:
             doing = (f"Run {p.run} of {p.runs}: {words.get(p.variant, p.variant)}, seed {p.seed}, "
                      f"epoch {p.train.epoch} of {p.train.epochs}")
             bar.progress(p.fraction, text=progress_text(p.fraction, start, total * epochs * per_epoch, doing))
-            if len(p.result.runs) > shown[0]:
-                shown[0] = len(p.result.runs)
-                partial = p.result.to_dict()
-                partial["stopped"] = True  # until it finishes: a Stop keeps the runs so far
-                partial["notes"] = partial["notes"] + [f"stopped after {shown[0]:,} of {p.runs:,} runs"]
-                st.session_state["lab_ablation"] = partial
-                chart.plotly_chart(ablation_figure(p.result), key=f"ablation_live_{shown[0]}", width="stretch")
+
+        def keep(so_far: AblationResult) -> None:
+            """After every finished run: the results kept as if stopped here (a Stop ends this script
+            run, so what is in the session is what it keeps), and the curves so far."""
+            if so_far.stopped:
+                return
+            done = len(so_far.runs)
+            partial = so_far.to_dict()
+            partial["stopped"] = True
+            partial["notes"] = [*partial["notes"], f"stopped after {done:,} of {total:,} runs"]
+            st.session_state["lab_ablation"] = partial
+            if done < total:  # the last run's curves are drawn below with the table
+                chart.plotly_chart(ablation_figure(so_far), key=f"ablation_live_{done}", width="stretch")
 
         try:
             result = run_ablation(spec, data, vary, seeds=range(seed, seed + seeds),
-                                  config=config, on_progress=progress, limit=limit)
+                                  config=config, on_progress=progress, on_run=keep, limit=limit)
         except ExplorerError as exc:
             bar.empty()
             stop.empty()

@@ -1,10 +1,12 @@
-"""Preprocessing per weights: resize the shorter side, center-crop, scale to [0, 1], normalize.
+"""Preprocessing, as a set of weights fixes it: resize the shorter side, center-crop, scale to [0, 1], normalize.
 
-The official weights fix their preprocessing (timm's ``legacy_xception`` config
-and torchvision's ``Inception_V3_Weights.IMAGENET1K_V1.transforms()``); a spec
-whose ``input_size`` was changed keeps the same resize-to-crop ratio. The
-functions run on PIL images exactly as timm's and torchvision's eval transforms
-do, so the tensors are the ones the reference pipelines make.
+Each entry of :mod:`explorer.weights.registry` holds its :class:`Preprocess`
+(timm's ``legacy_xception`` config, torchvision's
+``Inception_V3_Weights.IMAGENET1K_V1.transforms()``); a spec whose
+``input_size`` was changed keeps the same resize-to-crop ratio
+(:func:`scaled`). The functions run on PIL images exactly as timm's and
+torchvision's eval transforms do, so the tensors are the ones the reference
+pipelines make.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
+
+from explorer.errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,9 +42,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATION:
-            raise ValueError(f"interpolation must be one of {', '.join(_INTERPOLATION)}")
+            raise UsageError("interpolation", f"must be one of {', '.join(_INTERPOLATION)}, got {self.interpolation!r}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(f"mean and std need {self.channels} values")
+            raise UsageError("mean", f"mean and std need {self.channels} values (one per channel)")
 
     def crop_image(self, image: Image.Image) -> Image.Image:
         """The resized, center-cropped picture the network sees (before normalization): for overlays."""
@@ -95,13 +99,6 @@ class Preprocess:
         return cls(**known)
 
 
-# The official pipelines at 299 px: (resize, interpolation, mean, std, where it comes from).
-XCEPTION = Preprocess(333, 299, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                      origin="timm legacy_xception: crop_pct 0.8975")
-INCEPTION = Preprocess(342, 299, "bilinear", IMAGENET_MEAN, IMAGENET_STD,
-                       origin="torchvision Inception_V3_Weights.IMAGENET1K_V1")
-
-
 def scaled(base: Preprocess, input_size: int, channels: int = 3) -> Preprocess:
     """``base`` for another input size (same resize-to-crop ratio) or channel count."""
     if input_size == base.crop and channels == base.channels:
@@ -114,12 +111,3 @@ def scaled(base: Preprocess, input_size: int, channels: int = 3) -> Preprocess:
         std = (sum(std) / len(std),) * channels
     origin = f"{base.origin}, scaled to {input_size} px" if base.origin else ""
     return Preprocess(resize, input_size, base.interpolation, mean, std, channels, origin)
-
-
-def preprocess_for(spec, family: str | None) -> Preprocess:
-    """The preprocessing a network of ``family`` (``xception``/``inception_v3``/None) expects at ``spec``'s size.
-
-    Networks of no known family get the Xception scaling (mean = std = 0.5).
-    """
-    base = INCEPTION if family == "inception_v3" else XCEPTION
-    return scaled(base, spec.input_size, spec.in_channels)

@@ -1,22 +1,15 @@
-"""Checkpoints onto spec-built networks: key mapping, safe reading and loading reports.
+"""Checkpoints read and written safely, and copied onto spec-built networks with a report.
 
-The official checkpoints map onto the presets' module paths by a simple rule:
-
-* ``timm-legacy-xception``: ``conv1/bn1`` and ``conv2/bn2`` are the entry flow's
-  two convs; ``block1..3`` the entry blocks, ``block4..11`` the middle blocks,
-  ``block12`` the exit block; inside a block ``rep`` holds [ReLU, SeparableConv,
-  BN] triples (block1 lacks the first ReLU) and ``skip/skipbn`` the projection;
-  ``conv3/bn3`` and ``conv4/bn4`` are the exit separable convs, ``fc`` the classifier.
-* ``torchvision-inception-v3``: the presets use torchvision's names, so keys map
-  as they are.
-
-Pickled files are never executed: ``.pth``/``.pt`` are read with
-``torch.load(weights_only=True)``, ``.safetensors`` with safetensors.
+Pickled files are never executed: ``.pth``/``.pt`` files are read with
+``torch.load(weights_only=True)``, ``.safetensors`` files with safetensors.
+The explorer writes its own checkpoints (the lab's too) as safetensors whose
+metadata carries the spec, the class names and the preprocessing, so a file
+alone rebuilds its network.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -26,60 +19,11 @@ from torch import nn
 
 from explorer.errors import ExplorerError
 
-SOURCES = ("timm-legacy-xception", "torchvision-inception-v3", "explorer")
-
-_XCEPTION_TOP = {
-    "conv1": "entry.conv1.conv", "bn1": "entry.conv1.bn",
-    "conv2": "entry.conv2.conv", "bn2": "entry.conv2.bn",
-    "conv3.conv1": "exit.sep1.depthwise", "conv3.pointwise": "exit.sep1.pointwise", "bn3": "exit.sep1.bn",
-    "conv4.conv1": "exit.sep2.depthwise", "conv4.pointwise": "exit.sep2.pointwise", "bn4": "exit.sep2.bn",
-    "fc": "exit.fc",
-}
-_ENTRY_BLOCKS, _MIDDLE_BLOCKS = 3, 8
-_REP_ROLE = {0: "act", 1: "sep", 2: "bn"}
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
 class WeightsError(ExplorerError, ValueError):
-    """A checkpoint cannot be read or does not fit the network; the message says why."""
-
-
-def _xception_block(n: int) -> str:
-    if n <= _ENTRY_BLOCKS:
-        return f"entry.block{n}"
-    if n <= _ENTRY_BLOCKS + _MIDDLE_BLOCKS:
-        return f"middle.block{n - _ENTRY_BLOCKS}"
-    return f"exit.block{n - _ENTRY_BLOCKS - _MIDDLE_BLOCKS}"
-
-
-def _xception_key(key: str) -> str:
-    match = re.match(r"block(\d+)\.(.+)", key)
-    if not match:
-        for old, new in _XCEPTION_TOP.items():
-            if key.startswith(old + "."):
-                return new + key[len(old):]
-        return key
-    n, rest = int(match[1]), match[2]
-    block = _xception_block(n)
-    if rest.startswith("skipbn."):
-        return f"{block}.skip.bn.{rest[len('skipbn.'):]}"
-    if rest.startswith("skip."):
-        return f"{block}.skip.conv.{rest[len('skip.'):]}"
-    rep = re.match(r"rep\.(\d+)\.(.+)", rest)
-    if not rep:
-        return f"{block}.{rest}"
-    position = int(rep[1]) + (1 if n == 1 else 0)  # block1 starts without its ReLU
-    index, role = position // 3 + 1, _REP_ROLE[position % 3]
-    tail = rep[2].replace("conv1.", "depthwise.", 1) if role == "sep" else rep[2]
-    return f"{block}.{role}{index}.{tail}"
-
-
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    """Rename an official checkpoint's keys to the presets' module paths."""
-    if source == "timm-legacy-xception":
-        return {_xception_key(k): v for k, v in state_dict.items()}
-    if source in ("torchvision-inception-v3", "explorer"):
-        return dict(state_dict)
-    raise WeightsError(f"unknown checkpoint source '{source}' (known: {', '.join(SOURCES)})")
+    """Weights that cannot be had, read or fitted to the network; the message says why."""
 
 
 @dataclass
@@ -173,13 +117,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 # -- the explorer's own checkpoints ---------------------------------------------------------------
 # A safetensors file whose metadata holds the spec (YAML), the class names (JSON list) and any
-# extra string fields (accuracy, data set, command): the file alone rebuilds its network.
+# extra string fields (accuracy, data set, command, preprocessing): the file alone rebuilds its network.
 
 def save_checkpoint(path: str | Path, model: nn.Module, spec, classes: list[str] | None = None,
                     metadata: Mapping[str, str] | None = None) -> Path:
     """Write ``model``'s state dict and ``spec`` (a :class:`explorer.spec.Spec`) as safetensors."""
-    import json
-
     from safetensors.torch import save_file
 
     meta = {"format": "xception-explorer/1", "spec": spec.to_yaml()}
@@ -194,6 +136,20 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec, classes: list[str]
     return path
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A safetensors file's metadata (its spec, classes, accuracy...) without reading a tensor."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no checkpoint file at '{path}'")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises several types on a bad file
+        raise WeightsError(f"'{path.name}' is not a valid safetensors file: {exc}") from None
+
+
 @dataclass
 class Checkpoint:
     """What :func:`load_checkpoint` read: tensors, and the spec and classes when the file carries them."""
@@ -206,11 +162,26 @@ class Checkpoint:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint safely; a file written by :func:`save_checkpoint` also yields its spec."""
-    import json
-
     from explorer.spec import parse_spec
 
     state_dict, metadata = read_checkpoint(path)
     spec = parse_spec(metadata["spec"]) if "spec" in metadata else None
     classes = json.loads(metadata["classes"]) if "classes" in metadata else None
     return Checkpoint(state_dict, metadata, spec, classes)
+
+
+def load_trained(path: str | Path):
+    """Rebuild the network a checkpoint describes and load its weights exactly; in ``eval()``.
+
+    Returns ``(model, checkpoint)``. The file must carry its spec (written by
+    :func:`save_checkpoint`, e.g. by the lab); the model is built with seed 0,
+    so the global random state is left alone.
+    """
+    from explorer.build import build_model
+
+    checkpoint = load_checkpoint(path)
+    if checkpoint.spec is None:
+        raise WeightsError(f"'{Path(path).name}' carries no spec: it was not written by the explorer")
+    model = build_model(checkpoint.spec, seed=0)
+    load_weights(model, checkpoint.state_dict, strict=True)
+    return model.eval(), checkpoint
