@@ -1,0 +1,1 @@
+"""Scripts that work on the repository (not part of the explorer package)."""
