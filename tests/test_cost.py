@@ -157,6 +157,7 @@ def test_the_auxiliary_head_rows_equal_a_training_forward():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     residual=st.booleans(),
+    separable=st.booleans(),
     mid=st.sampled_from(["none", "relu", "elu"]),
     repeats=st.integers(0, 3),
     width=st.sampled_from([0.125, 0.25]),
@@ -165,10 +166,11 @@ def test_the_auxiliary_head_rows_equal_a_training_forward():
     classes=st.integers(1, 20),
     batch=st.integers(1, 2),
 )
-def test_random_xception_knobs_equal_the_built_model(residual, mid, repeats, width, segments, size, classes, batch):
+def test_random_xception_knobs_equal_the_built_model(residual, separable, mid, repeats, width, segments, size,
+                                                    classes, batch):
     try:
         spec = load_spec("xception").with_overrides(
-            residual=residual, mid_activation=mid, middle_repeats=repeats, width=width,
+            residual=residual, separable=separable, mid_activation=mid, middle_repeats=repeats, width=width,
             segments=segments, input_size=size, num_classes=classes)
     except SpecError as exc:
         assert "segments" in exc.path
@@ -192,6 +194,7 @@ def test_random_inception_knobs_equal_the_built_model(width, size, classes, batc
     ("xception", {}, 1),
     ("inception_v3", {}, 1),
     ("xception", {"residual": False, "mid_activation": "relu", "width": 0.5, "input_size": 160}, 2),
+    ("xception", {"separable": False, "width": 0.5, "input_size": 96}, 1),
 ])
 def test_peak_activation_memory_within_10_percent_of_a_real_forward(name, knobs, batch):
     spec = load_spec(name).with_overrides(**knobs) if knobs else load_spec(name)

@@ -98,6 +98,7 @@ def test_yaml_syntax_error_names_the_line():
 @pytest.mark.parametrize("knobs, path, reason", [
     ({"depth": 3}, "depth", "unknown knob"),
     ({"residual": "maybe"}, "residual", "bad value"),
+    ({"separable": "maybe"}, "separable", "bad value"),
     ({"width": 0}, "width", "bad value"),
     ({"middle_repeats": -1}, "middle_repeats", "bad value"),
     ({"aux_logits": False}, "aux_logits", "does not apply"),
@@ -110,7 +111,8 @@ def test_bad_knobs(knobs, path, reason):
 
 def test_knobs_that_do_not_apply_to_inception():
     spec = load_spec("inception_v3")
-    for knob, value in [("residual", False), ("mid_activation", "relu"), ("segments", 1), ("middle_repeats", 2)]:
+    for knob, value in [("residual", False), ("separable", False), ("mid_activation", "relu"), ("segments", 1),
+                        ("middle_repeats", 2)]:
         with pytest.raises(SpecError, match="does not apply"):
             spec.with_overrides(**{knob: value})
     # ... while the knobs that do apply change what they say and nothing else

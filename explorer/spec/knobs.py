@@ -19,6 +19,7 @@ from explorer.spec.schema import Spec, block_paths
 
 _TYPES: dict[str, Any] = {
     "residual": bool,
+    "separable": bool,
     "mid_activation": Literal["none", "relu", "elu"],
     "middle_repeats": Annotated[int, Field(ge=0, le=64)],
     "width": Annotated[float, Field(gt=0, le=16)],
@@ -32,10 +33,14 @@ KNOBS: tuple[str, ...] = tuple(_TYPES)
 
 KNOB_HELP: dict[str, str] = {
     "residual": "residual shortcuts of the Xception blocks on (true) or off (false)",
-    "mid_activation": "activation between depthwise and pointwise convs: none, relu or elu",
+    "separable": "separable convs (true) or, in their place, regular convs with the same input and output "
+                 "channels, kernel, stride and padding (false; mid_activation and segments then have no effect)",
+    "mid_activation": "activation between depthwise and pointwise convs: none, relu or elu "
+                      "(no effect where separable is false)",
     "middle_repeats": "number of middle-flow blocks",
     "width": "channel multiplier for every conv",
-    "segments": "groups of every separable conv's spatial conv (1 = full conv, depthwise = one per channel)",
+    "segments": "groups of every separable conv's spatial conv (1 = full conv, depthwise = one per channel; "
+                "no effect where separable is false)",
     "input_size": "input height and width in pixels",
     "num_classes": "classifier outputs",
     "aux_logits": "Inception's auxiliary head on (true) or off (false)",
@@ -75,6 +80,7 @@ def knob_applies(spec: Spec, name: str) -> bool:
     types = {b.type for b in spec.blocks}
     return {
         "residual": "xception" in types,
+        "separable": bool(types & set(_SEPARABLE)),
         "mid_activation": bool(types & set(_SEPARABLE)),
         "segments": bool(types & set(_SEPARABLE)),
         "middle_repeats": any(b.flow == "middle" and b.repeat is not None for b in spec.blocks),
@@ -158,6 +164,7 @@ def _aux_logits(spec: Spec, data: dict, on: bool) -> None:
 
 _APPLY: dict[str, Callable[[Spec, dict, Any], None]] = {
     "residual": _residual,
+    "separable": _set("separable", _SEPARABLE),
     "mid_activation": _set("mid_activation", _SEPARABLE),
     "middle_repeats": _middle_repeats,
     "width": _width,
@@ -180,6 +187,7 @@ def knob_values(spec: Spec) -> dict[str, Any]:
     if xception:
         values["residual"] = any(b.residual != "none" for b in xception)
     if separable:
+        values["separable"] = any(b.separable for b in separable)
         values["mid_activation"] = separable[0].mid_activation
         values["segments"] = separable[0].segments or "depthwise"
     middle = [b for b in spec.blocks if b.flow == "middle" and b.repeat is not None]
@@ -202,6 +210,10 @@ def describe_knob(name: str, value: Any, *, short: bool = False) -> str:
     value = coerce_knob(name, value)
     if name == "residual":
         return f"residual{'' if short else ' connections'} {'on' if value else 'off'}"
+    if name == "separable":
+        if short:
+            return "separable convs" if value else "regular convs"
+        return "separable convolutions" if value else "regular convolutions instead of separable ones"
     if name == "mid_activation":
         word = {"none": "no", "relu": "ReLU", "elu": "ELU"}[value]
         if short:

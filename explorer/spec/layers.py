@@ -121,7 +121,10 @@ class _Walker:
         return self.act(f"{prefix}.act", x, act)
 
     def separable(self, prefix: str, x: tuple[str, Shape], out: int, kernel: int, stride: int,
-                  padding: int, mid_activation: str, segments: int | None) -> tuple[str, Shape]:
+                  padding: int, mid_activation: str, segments: int | None,
+                  separable: bool = True) -> tuple[str, Shape]:
+        if not separable:  # the regular conv it stands for (the `separable` knob): no mid activation, no groups
+            return self.conv(f"{prefix}.conv", x, out, kernel, stride, padding)
         cin = x[1][0]
         groups = cin if segments is None else segments
         kind = Kind.DEPTHWISE if groups == cin else (Kind.CONV if groups == 1 else Kind.GROUPED_CONV)
@@ -135,7 +138,8 @@ class _Walker:
         return self.conv_bn_act(p, x, b.out, b.kernel, b.stride, b.padding, b.bn, b.act)
 
     def block_sepconv(self, b: SepConvBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
-        x = self.separable(p, x, b.out, b.kernel, b.stride, b.padding, b.mid_activation, b.segments)
+        x = self.separable(p, x, b.out, b.kernel, b.stride, b.padding, b.mid_activation, b.segments,
+                           b.separable)
         return self.act(f"{p}.act", self.bn(f"{p}.bn", x), b.act)
 
     def block_xception(self, b: XceptionBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
@@ -144,7 +148,7 @@ class _Walker:
             if i > 1 or b.start_with_relu:
                 x = self.act(f"{p}.act{i}", x, "relu")
             x = self.separable(f"{p}.sep{i}", x, out, b.kernel, 1, b.kernel // 2,
-                               b.mid_activation, b.segments)
+                               b.mid_activation, b.segments, b.separable)
             x = self.bn(f"{p}.bn{i}", x)
         if b.stride > 1:
             x = self.pool(f"{p}.pool", x, "max", 3, b.stride, 1)

@@ -64,6 +64,10 @@ class ConvBlock(_Block):
     act: Activation = "relu"
 
 
+_SEPARABLE_HELP = "False: a regular conv with the same input, output, kernel, stride and padding in place " \
+             "of the separable one (mid_activation and segments then have no effect)."
+
+
 class SepConvBlock(_Block):
     """A separable convolution (spatial, optional activation, pointwise), batch norm, activation."""
 
@@ -76,6 +80,7 @@ class SepConvBlock(_Block):
     segments: PosInt | None = Field(
         default=None, description="Groups of the spatial conv; None means one per channel (depthwise)."
     )
+    separable: bool = Field(default=True, description=_SEPARABLE_HELP)
     act: Activation = "relu"
 
 
@@ -90,6 +95,7 @@ class XceptionBlock(_Block):
     residual: Residual = "projection"
     mid_activation: Activation = "none"
     segments: PosInt | None = None
+    separable: bool = Field(default=True, description=_SEPARABLE_HELP)
 
 
 class ConvStep(_Frozen):

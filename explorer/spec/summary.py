@@ -30,11 +30,16 @@ def summarize(spec: Spec) -> str:
                     f"separable convs with the spatial conv in {'/'.join(map(str, groups))} segments")
         else:
             kind = f"separable convs ({depthwise} depthwise)"
-        mids = {b.mid_activation for b in spec.blocks if b.type in ("xception", "sepconv")}
+        mids = {b.mid_activation for b in spec.blocks if b.type in ("xception", "sepconv") and b.separable}
         mid = ("no activation" if mids == {"none"} else
                " or ".join(sorted(m.upper() if m == "elu" else "ReLU" for m in mids - {"none"}))
                + (" in some" if "none" in mids else ""))
         parts.append(f"{len(spatial)} {kind}, {mid} between depthwise and pointwise")
+    # the `separable` knob off: each separable conv is one regular conv, named `<separable conv>.conv`
+    regular = sum((len(b.channels) if b.type == "xception" else 1) * (b.repeat if b.repeat is not None else 1)
+                  for b in spec.blocks if b.type in ("xception", "sepconv") and not b.separable)
+    if regular:
+        parts.append(f"{regular} regular conv{'s' if regular != 1 else ''} in place of separable ones")
     xception = [(b, b.repeat or 1) for b in spec.blocks if b.type == "xception"]
     if xception:
         total = sum(n for _, n in xception)

@@ -189,9 +189,13 @@ def _knob_widgets(side: Any, values: dict[str, Any]) -> None:
 
     if "residual" in values:
         side.toggle("Residual connections", key=key("residual"), help=KNOB_HELP["residual"])
+    # with regular convs in place of the separable ones, the mid activation and the segments have nothing to act on
+    regular = "separable" in values and not st.session_state[key("separable")]
+    if "separable" in values:
+        side.toggle("Separable convolutions", key=key("separable"), help=KNOB_HELP["separable"])
     if "mid_activation" in values:
         side.selectbox("Activation between depthwise and pointwise", ["none", "relu", "elu"],
-                       key=key("mid_activation"), help=KNOB_HELP["mid_activation"],
+                       key=key("mid_activation"), help=KNOB_HELP["mid_activation"], disabled=regular,
                        format_func={"none": "none (the paper's best)", "relu": "ReLU", "elu": "ELU"}.get)
     if "middle_repeats" in values:
         side.number_input("Middle-flow blocks", 0, 32, key=key("middle_repeats"), help=KNOB_HELP["middle_repeats"])
@@ -206,7 +210,7 @@ def _knob_widgets(side: Any, values: dict[str, Any]) -> None:
             side.info(f"{st.session_state[k]} segments do not divide every separable conv's channels at this "
                       "width: back to depthwise.")
             st.session_state[k] = "depthwise"
-        side.select_slider("Segments of the spatial conv", options, key=k,
+        side.select_slider("Segments of the spatial conv", options, key=k, disabled=regular,
                            help=KNOB_HELP["segments"] + ". The paper's spectrum from a regular conv (1) to depthwise.")
     side.number_input("Input size (px)", 16, 1024, step=1, key=key("input_size"), help=KNOB_HELP["input_size"])
     side.number_input("Classes", 1, 100_000, key=key("num_classes"), help=KNOB_HELP["num_classes"])
@@ -217,6 +221,9 @@ def _knob_widgets(side: Any, values: dict[str, Any]) -> None:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _segment_options(base_yaml: str, width: float) -> list[Any]:
     spec = parse_spec(base_yaml)
-    if width != 1.0:
-        spec = spec.with_overrides(width=width)
+    overrides: dict[str, Any] = {"width": width} if width != 1.0 else {}
+    if not knob_values(spec).get("separable", True):  # a base with regular convs: the choices if it had separable ones
+        overrides["separable"] = True
+    if overrides:
+        spec = spec.with_overrides(**overrides)
     return segment_choices(spec_layers(spec))

@@ -66,6 +66,18 @@ def test_residual_off_changes_params_by_the_cost_models_delta():
     assert shown_params(at) == model_params(spec.with_overrides(residual=False))
 
 
+def test_separable_off_shows_the_cost_models_macs_and_disables_what_no_longer_acts():
+    at = open_app()
+    knob(at, "toggle", "Separable convolutions").set_value(False).run()
+    assert not at.exception
+    spec = load_spec("xception").with_overrides(separable=False)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["MACs"] == si(count_costs(spec).totals["macs"]) == "68.818 G"
+    assert shown_params(at) == model_params(spec)
+    assert knob(at, "selectbox", "Activation between depthwise and pointwise").disabled
+    assert knob(at, "select_slider", "Segments of the spatial conv").disabled
+
+
 def test_invalid_yaml_shows_the_error_and_keeps_the_totals():
     at = open_app()
     before = shown_params(at)

@@ -38,7 +38,7 @@ QUICK_LIMIT = 200  # images per split for a quick check
 MINI = "mini_xception"
 # The sidebar's on/off design choices carry over to mini_xception; its sizes were chosen for
 # the sidebar's network (or are fixed by the data), so they do not.
-CARRIED = ("residual", "mid_activation", "segments")
+CARRIED = ("residual", "separable", "mid_activation", "segments")
 SIZES = {"width": "a size chosen for {net}", "middle_repeats": "a size chosen for {net}",
          "input_size": "mini_xception takes 32 px", "num_classes": "the data sets the classes"}
 # A network whose training batch costs at most this trains fastest on one CPU thread: measured on
@@ -154,9 +154,9 @@ else:
 c1, c2 = st.columns([3, 2])
 network = c1.selectbox("Network to train", list(choices), format_func=choices.get, key="lab_network",
                        help="mini_xception has Xception's entry, middle and exit flows at 32 px, narrow and "
-                            "shallow enough to train on a CPU. The sidebar's residual, mid-activation and segments "
-                            "knobs apply to it; its sizes (width, middle-flow blocks, input size, classes) do not. "
-                            "The sidebar's own network, with all its knobs, may be too big to train here.")
+                            "shallow enough to train on a CPU. The sidebar's residual, separable, mid-activation and "
+                            "segments knobs apply to it; its sizes (width, middle-flow blocks, input size, classes) "
+                            "do not. The sidebar's own network, with all its knobs, may be too big to train here.")
 source = c2.text_input("Data", "digits", key="lab_data",
                        help="'digits' (scikit-learn's 8×8 handwritten digits), or a folder of CLASS/IMAGE files.")
 
@@ -169,8 +169,8 @@ if network == "mini" and not sidebar_is_mini:
         what = f"{MINI}, {variant_phrase(applied)}"
     else:
         what = f"{MINI} as shipped"
-        line += " as shipped" + ("" if changed else ": the sidebar's residual, mid-activation and segments "
-                                                    "knobs apply here when you change them")
+        line += " as shipped" + ("" if changed else ": the sidebar's residual, separable, mid-activation "
+                                                    "and segments knobs apply here when you change them")
     if ignored:
         line += f"; ignored from the sidebar: {_and(ignored)}"
 else:
