@@ -28,6 +28,8 @@ _API = {
     "read_checkpoint": "explorer.weights",
     "classify": "explorer.infer",
     "explain_image": "explorer.explain",
+    "profile": "explorer.measure",
+    "ceilings": "explorer.measure",
 }
 
 __all__ = sorted(_API)

@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "explain": "explorer.explain.cli",
     "train": "explorer.lab.cli",
     "ablate": "explorer.lab.cli",
+    "profile": "explorer.measure.cli",
+    "ceilings": "explorer.measure.cli",
 }
 
 

@@ -63,6 +63,7 @@ LAYERS: tuple[Layer, ...] = (
     )),
     Layer("infer", (
         Part("explorer.infer", "image decoding, devices, precisions, classify"),
+        Part("explorer.measure", "measured time per layer; the machine's ceilings", reads=("explorer.infer",)),
     )),
     Layer("explain / lab", (
         Part("explorer.explain", "attribution methods, explain_decoded, views"),
