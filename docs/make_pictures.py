@@ -41,9 +41,25 @@ def inception_v3_layers(out_dir: Path = IMAGES) -> Path:
     return _write(fig, out_dir / "inception_v3_layers.png")
 
 
+def roofline_xception(out_dir: Path = IMAGES) -> Path:
+    """Xception measured on this machine (batch 1, float32): every layer at its arithmetic intensity and the
+    FLOP/s it reached, under the measured roofs; the depthwise and pointwise medians marked."""
+    from explorer.measure import profile
+    from explorer.measure.figures import roofline_figure
+    from explorer.spec import load_spec
+
+    # the roofs are the machine's cached ceilings (measured by the first profile, again with
+    # `python -m explorer ceilings --remeasure`): on a shared machine, measure them while it is quiet
+    measured = profile(load_spec("xception"), batch=1, repeats=20)
+    fig = roofline_figure(measured, title="Xception's roofline on this machine: depthwise against pointwise")
+    fig.update_layout(width=1100, height=640)
+    return _write(fig, out_dir / "roofline_xception.png")
+
+
 PICTURES: dict[str, Callable[[Path], Path]] = {
     "xception_blocks": xception_blocks,
     "inception_v3_layers": inception_v3_layers,
+    "roofline_xception": roofline_xception,
 }
 
 

@@ -1,8 +1,9 @@
 """A plotly figure of a network graph: flows as labelled bands, cost on every node.
 
 Nodes are coloured by kind (one trace per kind, so the legend toggles them)
-or by flow, or on a log colour scale of MACs or parameters; their size can
-show MACs or parameters too. Residual shortcuts are dashed curves above the
+or by flow, or on a log colour scale of MACs, parameters or measured time
+(seconds per layer, given by the caller: a block sums its layers); their size
+can show MACs or parameters too. Residual shortcuts are dashed curves above the
 main path; edges from an earlier row arrive along dotted connectors. Every
 node point carries its node id (a module path) in ``customdata``, so a click
 in Streamlit (``on_select``) names the layer.
@@ -11,7 +12,7 @@ in Streamlit (``on_select``) names the layer.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Mapping
 
 import networkx as nx
 import plotly.graph_objects as go
@@ -19,11 +20,12 @@ import plotly.graph_objects as go
 from explorer.format import shape as _shape
 from explorer.graph.build import INPUT_KIND, GraphError
 from explorer.graph.layout import ARC_ROOM, ENTRY_X, Layout, layout_graph
+from explorer.plots import nice_log_ticks
 from explorer.spec.kinds import KINDS, Style
 
-ColorBy = Literal["kind", "flow", "macs", "params"]
+ColorBy = Literal["kind", "flow", "macs", "params", "time"]
 SizeBy = Literal["macs", "params"]
-COLOR_BY: tuple[str, ...] = ("kind", "flow", "macs", "params")
+COLOR_BY: tuple[str, ...] = ("kind", "flow", "macs", "params", "time")
 SIZE_BY: tuple[str, ...] = ("macs", "params")
 
 # Layer kinds are drawn as the kinds table says; these are the other node kinds: the image, a collapsed
@@ -40,6 +42,7 @@ _JOINS = frozenset(kind.value for kind, info in KINDS.items() if info.join)
 FLOW_FILLS = ("#e8f1fb", "#fdf0e1", "#e9f6e9", "#f6e9f4", "#fbf8dd", "#e6f6f7", "#f1ebf8")
 SKIP_COLOR = "#c0392b"
 EDGE_COLOR = "#7a7a7a"
+UNTIMED_COLOR = "#d0d0d0"
 _PX_PER_COL = 24
 _PX_PER_COL_BLOCK = 95
 _PX_PER_LANE = 30
@@ -60,8 +63,34 @@ def _human(value: int | float) -> str:
     return f"{value:.0f}"
 
 
-def hover_text(node: str, data: dict) -> str:
-    """The hover box of one node: name, kind, block, shapes, parameters and MACs."""
+def duration(seconds: float) -> str:
+    """A measured time for people: ``2.5e-05`` → ``'25 µs'``, ``0.0123`` → ``'12.3 ms'``."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def node_times(graph: nx.DiGraph, values: Mapping[str, float]) -> dict[str, float]:
+    """Each node's measured seconds from ``values`` (module path → seconds): a layer node's own value; a
+    block node (or a collapsed middle flow) the sum over the layers under it. Nodes nothing was measured
+    for are left out."""
+    owner = {n: n for n in graph.nodes}
+    for node, members in graph.nodes(data="members"):
+        for member in members or ():
+            owner.setdefault(member, node)
+    times: dict[str, float] = {}
+    for name, seconds in values.items():
+        parts = name.split(".")
+        # the node of a layer: the layer itself, else the nearest enclosing block (module paths nest)
+        node = next((owner[p] for p in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if p in owner),
+                    None)
+        if node is not None:
+            times[node] = times.get(node, 0.0) + float(seconds)
+    return times
+
+
+def hover_text(node: str, data: dict, seconds: float | None = None) -> str:
+    """The hover box of one node: name, kind, block, shapes, parameters, MACs and the measured time if given."""
     lines = [f"<b>{node}</b>", f"{data['kind']} · {data['flow']} flow"]
     if data.get("block") not in (node, None):
         lines.append(f"block: {data['block']}")
@@ -74,6 +103,8 @@ def hover_text(node: str, data: dict) -> str:
     lines.append(f"in {_shape(data['in_shape'])} → out {_shape(data['out_shape'])}")
     lines.append(f"params: {data['params']:,} ({_human(data['params'])})")
     lines.append(f"MACs: {data['macs']:,} ({_human(data['macs'])})")
+    if seconds is not None:
+        lines.append(f"measured: {duration(seconds)}")
     if data.get("train_only"):
         lines.append("<i>training only: not run in eval</i>")
     return "<br>".join(lines)
@@ -141,17 +172,22 @@ _NARROW_PX = 700  # the plot width a narrow screen gives the figure
 
 def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy | None = "macs", *,
                  title: str | None = None, width: int | None = None, height: int | None = None,
-                 row_width: int | None = None, selected: Iterable[str] = ()) -> go.Figure:
+                 row_width: int | None = None, selected: Iterable[str] = (),
+                 values: Mapping[str, float] | None = None) -> go.Figure:
     """Draw a graph from :func:`build_graph` as a plotly figure (see the module docstring).
 
     ``color_by``: ``kind`` or ``flow`` (one trace per value) or ``macs`` /
-    ``params`` (log colour scale). ``size_by``: ``macs``, ``params`` or
-    ``None`` (size by kind). ``selected`` node ids are ringed. ``width`` and
-    ``height`` default to a size that fits the graph; ``row_width`` is the
-    layout's wrap width in columns.
+    ``params`` / ``time`` (log colour scale). ``time`` needs ``values``:
+    measured seconds per layer (module path → seconds), summed over a block's
+    layers at block level; nodes without a time are grey. ``size_by``:
+    ``macs``, ``params`` or ``None`` (size by kind). ``selected`` node ids
+    are ringed. ``width`` and ``height`` default to a size that fits the
+    graph; ``row_width`` is the layout's wrap width in columns.
     """
     if color_by not in COLOR_BY:
         raise GraphError(f"cannot colour by '{color_by}' (choose from {', '.join(COLOR_BY)})")
+    if color_by == "time" and values is None:
+        raise GraphError("colouring by time needs the measured times (values: module path → seconds)")
     if size_by is not None and size_by not in SIZE_BY:
         raise GraphError(f"cannot size by '{size_by}' (choose from {', '.join(SIZE_BY)} or none)")
     layout = layout_graph(graph, row_width)
@@ -159,6 +195,7 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
     block_level = graph.graph.get("level") == "block"
     nodes = sorted(graph.nodes, key=lambda n: graph.nodes[n]["order"])
     data = graph.nodes
+    times = node_times(graph, values) if values is not None else {}
 
     x_range = layout.x_max + 1.0 - ENTRY_X
     col_px = _PX_PER_COL_BLOCK if block_level else _PX_PER_COL
@@ -216,7 +253,7 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
             text=[_wrap_label(_block_label(data[n]["label"], data[n]["flow"])) for n in members]
             if block_level else None,
             textposition=[text_side[n] for n in members] if block_level else None, textfont=dict(size=10),
-            customdata=list(members), hovertext=[hover_text(n, data[n]) for n in members],
+            customdata=list(members), hovertext=[hover_text(n, data[n], times.get(n)) for n in members],
             hoverinfo="text", marker=marker, showlegend=showlegend, cliponaxis=False,
             opacity=None, selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0.5)))
 
@@ -235,11 +272,27 @@ def graph_figure(graph: nx.DiGraph, color_by: ColorBy = "kind", size_by: SizeBy 
                           line=dict(color="white", width=0.6),
                           opacity=[0.45 if data[n]["train_only"] else 1.0 for n in members])
             traces.append(node_trace(members, value, marker))
+    elif color_by == "time":
+        timed = [n for n in nodes if times.get(n, 0) > 0]
+        untimed = [n for n in nodes if n not in timed]
+        if timed:
+            ticks = nice_log_ticks(min(times[n] for n in timed), max(times[n] for n in timed), max_ticks=6)
+            marker = dict(color=[math.log10(times[n]) for n in timed], colorscale="Inferno", reversescale=True,
+                          cmin=math.log10(ticks[0]), cmax=math.log10(ticks[-1]), size=sizes(timed),
+                          symbol=[style_of(data[n]["kind"]).symbol for n in timed],
+                          line=dict(color="#444444", width=0.6),
+                          colorbar=dict(title=dict(text="measured time"), tickvals=[math.log10(t) for t in ticks],
+                                        ticktext=[duration(t) for t in ticks], thickness=12, len=0.5))
+            traces.append(node_trace(timed, "measured time", marker, showlegend=False))
+        if untimed:
+            marker = dict(color=UNTIMED_COLOR, size=sizes(untimed), line=dict(color="white", width=0.6),
+                          symbol=[style_of(data[n]["kind"]).symbol for n in untimed])
+            traces.append(node_trace(untimed, "no time of its own", marker))
     else:
-        values = [data[n][color_by] for n in nodes]
-        cmax = max(1, math.ceil(math.log10(1 + max(values, default=0))))
+        counts = [data[n][color_by] for n in nodes]
+        cmax = max(1, math.ceil(math.log10(1 + max(counts, default=0))))
         ticks = list(range(0, cmax + 1, 3 if cmax > 6 else 1))
-        marker = dict(color=_log_scale(values), colorscale="Viridis", cmin=0, cmax=cmax, size=sizes(nodes),
+        marker = dict(color=_log_scale(counts), colorscale="Viridis", cmin=0, cmax=cmax, size=sizes(nodes),
                       symbol=[style_of(data[n]["kind"]).symbol for n in nodes],
                       line=dict(color="white", width=0.6),
                       colorbar=dict(title=dict(text="MACs" if color_by == "macs" else "params"),

@@ -10,7 +10,7 @@ from explorer.cost import CostDiff, WhatIf, diff_specs, what_if
 from explorer.format import count, mib, shape, si
 from explorer.plots import LINEAR_SI, log_axis
 from explorer.spec import Spec, parse_spec
-from explorer.ui import session
+from explorer.ui import measured, session
 from explorer.ui.widgets import signed
 
 
@@ -76,7 +76,8 @@ def separable_whatif(spec: Spec) -> None:
 
 
 def compare(spec: Spec, pin: tuple[Spec, str] | None) -> None:
-    """Pin the current configuration as A; show the current one (B) against it."""
+    """Pin the current configuration as A; show the current one (B) against it, counted and, on request,
+    measured."""
     row = st.container(horizontal=True, vertical_alignment="bottom")
     now = session.describe_current()
     # keyed by what is shown: a label typed for one configuration never names another
@@ -103,6 +104,7 @@ def compare(spec: Spec, pin: tuple[Spec, str] | None) -> None:
                                ("activation memory", "activation_bytes", mib),
                                ("peak activation memory", "peak_activation_bytes", mib)]])
     st.dataframe(totals, hide_index=True, width="stretch")
+    measured.compare_view(a, a_label, spec, now)
     counts = {s: len(diff.of(s)) for s in ("added", "removed", "changed")}
     st.caption(f"{counts['added']:,} layers added, {counts['removed']:,} removed, {counts['changed']:,} changed.")
     if diff.layers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import pandas as pd
@@ -117,3 +118,25 @@ def _nice_step(raw: float) -> float:
         return 1.0
     power = 10 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def session_watch(grace_s: float = 30) -> Callable[[], bool] | None:
+    """A check a background job asks while it runs: is this browser session still there? A closed tab's
+    job stops (after ``grace_s`` for a reconnect) instead of taking the machine from everyone else.
+    None outside a served app (AppTest, a bare script): nothing to watch."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, session_id, gone_since = Runtime.instance(), ctx.session_id, []
+
+    def alive() -> bool:
+        if runtime.is_active_session(session_id):
+            gone_since.clear()
+            return True
+        gone_since[:] = gone_since or [time.monotonic()]
+        return time.monotonic() - gone_since[0] < grace_s
+
+    return alive

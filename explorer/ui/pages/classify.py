@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
@@ -50,7 +49,7 @@ from explorer.infer import (
 from explorer.infer.images import EXTENSIONS
 from explorer.jobs import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Task
 from explorer.lab import digits_samples
-from explorer.ui import graphs, models, session
+from explorer.ui import graphs, models, session, widgets
 
 POLL_S = 1.0  # how often the running explanation's progress is redrawn
 RECONNECT_GRACE_S = 30  # a session gone this long (tab closed, not a network blip) stops its explanation
@@ -185,27 +184,6 @@ for name in chosen or []:
         images.append((f"{name}.png", buffer.getvalue()))
     else:
         images.append((name, sample.read_bytes()))
-
-
-def _session_watch():
-    """A check the job asks while it runs: is this browser session still there? A closed tab's job
-    stops (after a grace period for a reconnect) instead of taking the CPU from everyone else."""
-    from streamlit.runtime import Runtime
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    if ctx is None or not Runtime.exists():
-        return None  # a test harness or a bare script: nothing to watch
-    runtime, session_id, gone_since = Runtime.instance(), ctx.session_id, []
-
-    def alive() -> bool:
-        if runtime.is_active_session(session_id):
-            gone_since.clear()
-            return True
-        gone_since[:] = gone_since or [time.monotonic()]
-        return time.monotonic() - gone_since[0] < RECONNECT_GRACE_S
-
-    return alive
 
 
 def _drop_run(reason: str | None = None) -> None:
@@ -416,7 +394,7 @@ if st.button("Explain", type="primary", key="explain", disabled=not methods or n
     by_label = dict(loaded)
     by_choice = {c.label: c for c, _ in loaded}
     job = Job([_task(by_choice[c.network], by_label[by_choice[c.network]], c) for c in cells], name="explain",
-              alive=_session_watch())
+              alive=widgets.session_watch(RECONNECT_GRACE_S))
     run = ExplainRun(job, cells, context, settings, target_image, device)
     st.session_state["exp_run"] = run
     job.start()

@@ -1,4 +1,5 @@
-"""Costs: the per-layer table, breakdowns, the separable-versus-regular what-if, and A/B compare."""
+"""Costs: the per-layer table, breakdowns, the measured time and roofline, the separable-versus-regular
+what-if, and A/B compare (counted and measured)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from explorer.cost.tables import cost_csv
 from explorer.format import shape as shape_text
-from explorer.ui import comparisons, session, widgets
+from explorer.ui import comparisons, measured, session, widgets
 
 spec = session.current_spec()
 pin = session.pinned()
@@ -17,8 +18,8 @@ st.caption("Counted from the spec, not by running the model. MACs are multiply-a
 widgets.totals_row(spec, base=session.base_spec(), pinned=pin)
 
 report = widgets.costs(spec)
-layers_tab, breakdown_tab, whatif_tab, compare_tab = st.tabs(
-    ["Per layer", "By flow and kind", "Separable vs regular", "Compare A / B"], key="costs_tab")
+layers_tab, breakdown_tab, measured_tab, whatif_tab, compare_tab = st.tabs(
+    ["Per layer", "By flow and kind", "Measured", "Separable vs regular", "Compare A / B"], key="costs_tab")
 
 NUMBER = st.column_config.NumberColumn
 COUNTS = {"params": NUMBER("parameters", format="localized"), "macs": NUMBER("MACs", format="localized"),
@@ -69,6 +70,9 @@ with breakdown_tab:
                    "in inference).")
     st.markdown("**By block**")
     st.dataframe(pd.DataFrame(report.by("block")), width="stretch", hide_index=True, column_config=COUNTS)
+
+with measured_tab:
+    measured.view(spec)
 
 with whatif_tab:
     comparisons.separable_whatif(spec)
