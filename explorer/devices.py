@@ -12,4 +12,8 @@ DEVICE_LABELS: dict[str, str] = {"auto": "Automatic (GPU if there is one)", "cpu
 DEVICE_HELP = "auto: CUDA, then MPS, then the CPU (default auto). A GPU out of memory falls back to the CPU."
 
 PRECISION_NAMES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+# The same three as element types (what a network is converted to for a profile, as the cost model
+# names them), and the short names read for them.
+DTYPE_NAMES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES: dict[str, str] = dict(zip(PRECISION_NAMES, DTYPE_NAMES))
 PRECISION_HELP = "autocast precision (default fp32); bf16 also on the CPU, fp16 on a GPU only"

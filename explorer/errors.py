@@ -15,7 +15,8 @@ only knows Python's built-in errors still catches them.
 
 from __future__ import annotations
 
-from typing import Mapping
+import difflib
+from typing import Mapping, Sequence
 
 
 class ExplorerError(Exception):
@@ -47,6 +48,13 @@ class UsageError(ExplorerError, ValueError):
         self.argument = argument
         self.reason = reason
         super().__init__(f"{argument}: {reason}")
+
+
+def unknown(argument: str, what: str, value: str, known: Sequence[str]) -> UsageError:
+    """The error for a name that is none of ``known``: ``name: no layer named 'x' (close: 'y')``."""
+    close = difflib.get_close_matches(str(value), list(known), n=3)
+    hint = f" (close: {', '.join(repr(c) for c in close)})" if close else ""
+    return UsageError(argument, f"no {what} named '{value}'{hint}")
 
 
 def for_flags(error: ExplorerError, flags: Mapping[str, str]) -> str:

@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from explorer.build import build_model
 from explorer.cli import main
 from explorer.cost import count_costs, diff_specs, segment_choices, separable_groups, what_if
+from explorer.errors import UsageError
 from explorer.spec import SpecError, load_spec, spec_layers
 
 # -- oracles --------------------------------------------------------------------------------------
@@ -436,3 +437,10 @@ def test_the_costs_command_imports_no_torch():
     assert heavy_imports("import contextlib, io\nfrom explorer.cli import main\n"
                          "with contextlib.redirect_stdout(io.StringIO()):\n"
                          "    assert main(['costs', 'xception', '--json']) == 0") == []
+
+
+def test_an_unknown_layer_is_a_usage_error_with_the_close_names():
+    report = count_costs(load_spec("xception"))
+    with pytest.raises(UsageError, match=r"name: no layer named 'entry.block1.sep1.depthwis' \(close: "
+                                         r"'entry.block1.sep1.depthwise'"):
+        report.layer("entry.block1.sep1.depthwis")

@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from explorer.errors import UsageError
+from explorer.errors import UsageError, unknown
 from explorer.spec import INPUT, Layer, Spec, kind_info, param_count, spec_layers
 from explorer.spec.layers import free_after
 
@@ -99,11 +99,11 @@ class CostReport:
         return list(groups.values())
 
     def layer(self, name: str) -> LayerCost:
-        """The row of the layer with module path ``name``."""
+        """The row of the layer with module path ``name`` (a :class:`UsageError` with close names if none)."""
         for c in self.layers:
             if c.name == name:
                 return c
-        raise KeyError(name)
+        raise unknown("name", "layer", name, [c.name for c in self.layers])
 
     def to_dict(self) -> dict:
         """``{"spec", "batch", "dtype", "totals", "layers"}`` as plain JSON-able data."""

@@ -17,11 +17,10 @@ from typing import Callable
 from explorer.cost.cli import parse_batch, parse_level
 from explorer.cost.counts import LEVELS
 from explorer.cost.tables import align
-from explorer.devices import DEVICE_HELP, DEVICES
+from explorer.devices import DEVICE_HELP, DEVICES, DTYPE_NAMES
 from explorer.errors import UsageError
 from explorer.spec.arguments import add_spec_arguments, resolve_spec
 
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
 MIB = 2**20
 
 

@@ -31,15 +31,14 @@ from typing import Callable, Mapping
 
 import torch
 
+from explorer.devices import DTYPE_ALIASES, DTYPE_NAMES
 from explorer.errors import UsageError
 from explorer.infer.device import DeviceError, resolve_device
 
 ProgressFn = Callable[[float], None]
 
-# The element types a network can be profiled in, by the names the cost model uses (and their short names).
-DTYPES: Mapping[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                                     "float16": torch.float16}
-DTYPE_ALIASES: Mapping[str, str] = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# The element types a network can be profiled in (their names and short names: explorer.devices).
+DTYPES: Mapping[str, torch.dtype] = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 
 CACHE_ENV = "EXPLORER_CACHE_DIR"
 CACHE_FILE = "ceilings.json"
@@ -71,6 +70,10 @@ class Ceilings:
     def ridge(self) -> float:
         """FLOP per byte where the roofs meet: below it a layer is memory-bound, above it compute-bound."""
         return self.peak_flops / self.bandwidth if self.bandwidth else math.inf
+
+    def bound(self, intensity: float) -> str:
+        """What limits work of ``intensity`` FLOP/byte here: ``"memory"`` below the ridge, else ``"compute"``."""
+        return "memory" if intensity < self.ridge else "compute"
 
     def to_dict(self) -> dict:
         """Plain data for JSON (with the ridge, which :meth:`from_dict` ignores)."""

@@ -41,7 +41,7 @@ from torch import nn
 from explorer.build import build_model
 from explorer.build.fast import FastNet, fast_copy
 from explorer.cost import CostReport, count_costs
-from explorer.errors import UsageError
+from explorer.errors import UsageError, unknown
 from explorer.format import mib
 from explorer.infer.device import resolve_device
 from explorer.measure.machine import Ceilings, cached, check_dtype, device_id, dtype_name, free_bytes
@@ -98,7 +98,7 @@ class LayerTime:
 
     def bound(self, ceilings: Ceilings) -> str:
         """``"memory"`` when the layer's intensity is below the ridge of ``ceilings``, else ``"compute"``."""
-        return "memory" if self.intensity < ceilings.ridge else "compute"
+        return ceilings.bound(self.intensity)
 
 
 @dataclass(frozen=True)
@@ -128,11 +128,12 @@ class Profile:
         return self.instrumented_seconds / self.forward_seconds - 1 if self.forward_seconds > 0 else 0.0
 
     def layer(self, name: str) -> LayerTime:
-        """The row of the layer with module path ``name`` (or of the row that absorbed it)."""
+        """The row of the layer with module path ``name`` (or of the row that absorbed it); a
+        :class:`UsageError` with close names if none."""
         for row in self.layers:
             if row.name == name or name in row.absorbed:
                 return row
-        raise KeyError(name)
+        raise unknown("name", "layer", name, [n for row in self.layers for n in (row.name, *row.absorbed)])
 
     def by(self, level: str) -> list[dict]:
         """Rows per ``layer``, ``block``, ``flow`` or ``kind``, in first-seen order: ``seconds``, ``share``,
@@ -181,7 +182,7 @@ def _rates(row: dict, ceilings: Ceilings) -> dict:
     row["intensity"] = row["flops"] / row["bytes"] if row["bytes"] else 0.0
     row["flops_per_s"] = row["flops"] / row["seconds"] if row["seconds"] > 0 else 0.0
     row["bytes_per_s"] = row["bytes"] / row["seconds"] if row["seconds"] > 0 else 0.0
-    row["bound"] = "memory" if row["intensity"] < ceilings.ridge else "compute"
+    row["bound"] = ceilings.bound(row["intensity"])
     return row
 
 
@@ -370,11 +371,12 @@ def layer_counts(layers: Sequence[Layer], report: CostReport, nbytes: int) -> di
     """
     sizes = {layer.name: math.prod(layer.out_shape) for layer in layers}
     sizes[INPUT] = next((math.prod(layer.in_shape) for layer in layers if INPUT in layer.inputs), 0)
+    costs = {row.name: row for row in report.layers}
     counts = {}
     for layer in layers:
         if layer.train_only:
             continue
-        cost = report.layer(layer.name)
+        cost = costs[layer.name]
         moved = 0
         if not kind_info(layer.kind).eval_identity:
             moved = report.batch * nbytes * (sum(sizes[i] for i in layer.inputs) + sizes[layer.name])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
-from explorer.devices import DEVICE_LABELS
+from explorer.devices import DEVICE_LABELS, DTYPE_NAMES
 from explorer.format import mib, si, si_short
 from explorer.jobs import CANCELLED, DONE, FAILED, Job, Task
 from explorer.spec import Spec
@@ -99,7 +99,7 @@ def devices() -> list[str]:
 def dtypes(device: str) -> list[str]:
     """The dtypes a measurement may use on ``device``: float16 only on a GPU."""
     gpu = device not in ("cpu",) and (device != "auto" or devices()[1] != "cpu")
-    return ["float32", "bfloat16", "float16"] if gpu else ["float32", "bfloat16"]
+    return list(DTYPE_NAMES) if gpu else [d for d in DTYPE_NAMES if d != "float16"]
 
 
 def controls() -> Settings:

@@ -121,10 +121,8 @@ class WeightsEntry:
         return (SHIPPED_DIR if self.shipped else hub_checkpoint_dir()) / self.file_name
 
     def spec(self):
-        """The :class:`~explorer.spec.Spec` the weights were trained as."""
-        from explorer.spec import load_spec, parse_spec
-
-        return parse_spec(self.spec_yaml) if self.spec_yaml else load_spec(self.preset)
+        """The :class:`~explorer.spec.Spec` the weights were trained as (read once: specs are frozen)."""
+        return _spec_of(self.preset, self.spec_yaml)
 
     def class_names(self) -> list[str]:
         return imagenet_classes() if self.categories == IMAGENET else list(self.categories)
@@ -170,18 +168,31 @@ class WeightsEntry:
         return path
 
 
-@functools.lru_cache(maxsize=32)
-def _tensors_of_yaml(yaml_text: str) -> dict[str, Shape]:
-    from explorer.spec import parse_spec, spec_layers
-    from explorer.spec.layers import iter_params
+@functools.lru_cache(maxsize=8)
+def _spec_of(preset: str, spec_yaml: str):
+    from explorer.spec import load_spec, parse_spec
 
-    return {f"{layer.name}.{suffix}": shape
-            for layer in spec_layers(parse_spec(yaml_text)) for suffix, shape in iter_params(layer)}
+    return parse_spec(spec_yaml) if spec_yaml else load_spec(preset)
+
+
+_TENSORS: dict[str, dict[str, Shape]] = {}  # by spec digest, the newest few
+_TENSORS_KEPT = 32
 
 
 def _tensors(spec) -> dict[str, Shape]:
-    """A spec's learnable tensors by state-dict key, in the network's order."""
-    return _tensors_of_yaml(spec.to_yaml())
+    """A spec's learnable tensors by state-dict key, in the network's order (from the spec alone; kept
+    by the spec's digest, since the app asks again on every rerun)."""
+    from explorer.spec import spec_layers
+    from explorer.spec.layers import iter_params
+
+    key = spec.digest()
+    found = _TENSORS.get(key)
+    if found is None:
+        found = {f"{layer.name}.{suffix}": shape for layer in spec_layers(spec) for suffix, shape in iter_params(layer)}
+        _TENSORS[key] = found
+        while len(_TENSORS) > _TENSORS_KEPT:
+            _TENSORS.pop(next(iter(_TENSORS)))
+    return found
 
 
 # -- the entries -----------------------------------------------------------------------------------

@@ -212,6 +212,19 @@ else:
                f"({how}{', on one CPU thread' if one_thread else ''}): "
                f"{epochs:,} epoch{'s' if epochs != 1 else ''} ≈ {duration(per_epoch * epochs)}.")
 
+def run_or_report(work, bar, stop):
+    """Run ``work`` (a training or an ablation) under its progress bar and Stop button; the Stop button goes
+    when it ends. A user error empties the bar and is shown; then None."""
+    try:
+        return work()
+    except ExplorerError as exc:
+        bar.empty()
+        st.error(str(exc), icon="⚠️")
+        return None
+    finally:
+        stop.empty()
+
+
 train_tab, ablate_tab, saved_tab = st.tabs(["Train", "Ablate", "Saved results"])
 
 with train_tab:
@@ -231,14 +244,8 @@ with train_tab:
                 chart.plotly_chart(training_figure(p.history, epochs=p.epochs), key=f"live_{p.epoch}",
                                    width="stretch")
 
-        try:
-            result = train(spec, data, config, on_progress=progress)
-        except ExplorerError as exc:
-            bar.empty()
-            stop.empty()
-            st.error(str(exc), icon="⚠️")
-        else:
-            stop.empty()
+        result = run_or_report(lambda: train(spec, data, config, on_progress=progress), bar, stop)
+        if result is not None:
             bar.progress(1.0, text=f"Done in {duration(result.history[-1].elapsed)}: "
                                    f"test accuracy {result.test_accuracy:.2%}")
             remember_speed(spec, data, config, result.history[-1].elapsed / len(result.history))
@@ -354,15 +361,9 @@ with ablate_tab:
             if done < total:  # the last run's curves are drawn below with the table
                 chart.plotly_chart(ablation_figure(so_far), key=f"ablation_live_{done}", width="stretch")
 
-        try:
-            result = run_ablation(spec, data, vary, seeds=range(seed, seed + seeds),
-                                  config=config, on_progress=progress, on_run=keep, limit=limit)
-        except ExplorerError as exc:
-            bar.empty()
-            stop.empty()
-            st.error(str(exc), icon="⚠️")
-        else:
-            stop.empty()
+        result = run_or_report(lambda: run_ablation(spec, data, vary, seeds=range(seed, seed + seeds), config=config,
+                                                    on_progress=progress, on_run=keep, limit=limit), bar, stop)
+        if result is not None:
             bar.progress(1.0, text=f"Done in {duration(time.perf_counter() - start)}")
             chart.empty()
             st.session_state["lab_ablation"] = result.to_dict()
