@@ -39,3 +39,21 @@ def mib(nbytes: float) -> str:
     if abs(nbytes) >= 2**30:
         return f"{nbytes / 2**30:,.2f} GiB"
     return f"{nbytes / 2**20:,.1f} MiB"
+
+
+def duration(seconds: float) -> str:
+    """A time for people, in the unit they would use: ``25 µs``, ``12.3 ms``, ``0.35 s``, ``2 s``, ``4.2 s``,
+    ``45 s``, ``3 min 20 s``, ``1 h 5 min``."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if seconds < 0.1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 10:
+        return f"{seconds:.2g} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 600:
+        m, s = divmod(round(seconds), 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    h, m = divmod(round(seconds / 60), 60)
+    return f"{h} h {m} min" if h else f"{m} min"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from explorer.build import build_model
-from explorer.format import count, shape, si_short
+from explorer.format import count, duration, shape, si_short
 from explorer.plots import log_axis, nice_log_ticks
 from explorer.spec import load_spec
 from explorer.spec.knobs import describe_knob, describe_knobs
@@ -117,3 +117,9 @@ def test_numbers_people_read():
     assert count(199148544) == "199,148,544"
     assert si_short(105041400) == "105 M" and si_short(2e9, "MACs") == "2 GMACs"
     assert shape((728, 19, 19)) == "728×19×19"
+
+
+def test_one_duration_formatter_picks_the_unit_people_use():
+    cases = {2.5e-5: "25 µs", 0.0123: "12.3 ms", 0.35: "0.35 s", 4.25: "4.2 s", 45.2: "45 s", 200: "3 min 20 s", 180: "3 min",
+             3900: "1 h 5 min"}
+    assert {s: duration(s) for s in cases} == cases

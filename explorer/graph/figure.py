@@ -17,6 +17,7 @@ from typing import Iterable, Literal, Mapping
 import networkx as nx
 import plotly.graph_objects as go
 
+from explorer.format import duration
 from explorer.format import shape as _shape
 from explorer.graph.build import INPUT_KIND, GraphError
 from explorer.graph.layout import ARC_ROOM, ENTRY_X, Layout, layout_graph
@@ -61,13 +62,6 @@ def _human(value: int | float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value:.0f}"
-
-
-def duration(seconds: float) -> str:
-    """A measured time for people: ``2.5e-05`` → ``'25 µs'``, ``0.0123`` → ``'12.3 ms'``."""
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} µs"
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
 def node_times(graph: nx.DiGraph, values: Mapping[str, float]) -> dict[str, float]:

@@ -37,6 +37,7 @@ from explorer.explain import (
 from explorer.explain.api import explain_decoded
 from explorer.explain.estimate import Passes, count_passes, estimate_seconds, seconds_per_unit
 from explorer.explain.views import DEFAULT_SCALE, SCALE_LABELS, Placeholder, default_sign, scale_note
+from explorer.format import duration
 from explorer.infer import (
     DecodedImage,
     ImageError,
@@ -95,16 +96,7 @@ class ExplainRun:
 
 def _about(s: float) -> str:
     """An estimated duration: "under a second", else as :func:`_seconds`."""
-    return "under a second" if s < 1 else _seconds(s)
-
-
-def _seconds(s: float) -> str:
-    """A duration for people: 0.35 s, 12 s, 2 min 5 s."""
-    if s < 10:
-        return f"{s:.2g} s" if s < 1 else f"{s:.1f} s"
-    if s < 120:
-        return f"{s:.0f} s"
-    return f"{int(s // 60)} min {int(round(s % 60))} s"
+    return "under a second" if s < 1 else duration(s)
 
 
 def _digest(data: bytes) -> str:
@@ -415,12 +407,12 @@ def _status_line(cell: Cell, state) -> str:
             said += f" ({r.target_probability:.1%})"
         where = f" · layer {r.layer}" if r.layer else ""
         notes = "".join(f" · {n}" for n in r.notes)
-        return f"**Done** · {r.model} · {r.title}: {said}{where} · {_seconds(r.seconds)}{notes}"
+        return f"**Done** · {r.model} · {r.title}: {said}{where} · {duration(r.seconds)}{notes}"
     if state.status == RUNNING:
         left = ""
         if state.progress > 0.05:
-            left = f", about {_seconds(max(0.0, state.seconds / state.progress - state.seconds))} left"
-        return f"**Running** · {what}: {state.progress:.0%} ({_seconds(state.seconds)}{left})"
+            left = f", about {duration(max(0.0, state.seconds / state.progress - state.seconds))} left"
+        return f"**Running** · {what}: {state.progress:.0%} ({duration(state.seconds)}{left})"
     if state.status == PENDING:
         return f"**Waiting** · {what}" + (f" (about {_about(cell.estimate_s)})" if cell.estimate_s else "")
     if state.status == FAILED:
@@ -442,15 +434,15 @@ def _show_progress(run: ExplainRun, states) -> None:
     if not job.finished:
         c1, c2 = st.columns([4, 1])
         c1.progress(job.progress(weights), text=f"Explaining {run.image}: {counts[DONE]} of {len(states)} maps "
-                                                f"done, {_seconds(job.elapsed)} so far")
+                                                f"done, {duration(job.elapsed)} so far")
         c2.button("Cancel", key="exp_cancel", on_click=job.cancel, disabled=job.cancel_requested,
                   help="Stops after the current forward pass; the maps already made stay.")
     elif counts[CANCELLED]:
         why = " (the browser tab was closed)" if job.abandoned else ""
-        st.warning(f"Cancelled after {_seconds(job.elapsed)}{why}: {counts[DONE]} of {len(states)} maps made.",
+        st.warning(f"Cancelled after {duration(job.elapsed)}{why}: {counts[DONE]} of {len(states)} maps made.",
                    icon=":material/stop_circle:")
     else:
-        st.success(f"{counts[DONE]} of {len(states)} maps made in {_seconds(job.elapsed)}.",
+        st.success(f"{counts[DONE]} of {len(states)} maps made in {duration(job.elapsed)}.",
                    icon=":material/check_circle:")
     for cell, state in zip(run.cells, states):
         st.caption(_status_line(cell, state))

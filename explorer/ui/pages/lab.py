@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.cost import count_costs
+from explorer.format import duration
 from explorer.lab import (
     AblationResult,
     ImageData,
@@ -46,19 +47,6 @@ SIZES = {"width": "a size chosen for {net}", "middle_repeats": "a size chosen fo
 SMALL_BATCH_MACS = 2e9
 # The knobs an ablation here can vary, and the values it offers (the paper's Figures 9 and 10).
 VARIED: dict[str, list[Any]] = {"residual": [True, False], "mid_activation": ["none", "relu", "elu"]}
-
-
-def duration(seconds: float) -> str:
-    """Seconds for people: '0.4 s', '45 s', '3 min 20 s', '1 h 5 min'."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 600:
-        m, s = divmod(round(seconds), 60)
-        return f"{m} min {s} s" if s else f"{m} min"
-    h, m = divmod(round(seconds / 60), 60)
-    return f"{h} h {m} min" if h else f"{m} min"
 
 
 def separated(text: str) -> str:
