@@ -80,10 +80,11 @@ def set_middle_blocks(page, n: int) -> None:
 
 def unrelated_click(page) -> None:
     """A click that must not change the network: the graph's "Size by" control."""
+    wait_idle(page)  # the run that drew the control is over (a rerun briefly shows a stale copy of it)
     radio = only(page.get_by_role("radiogroup", name="Size by")).get_by_role("radio", name="parameters")
     radio.click()
-    expect(radio).to_have_attribute("aria-checked", "true")
     wait_run(page)
+    expect(only(radio)).to_have_attribute("aria-checked", "true")
 
 
 def choose(page, label: str, option: str, where=None) -> None:
