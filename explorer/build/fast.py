@@ -7,6 +7,8 @@ runs this copy, which computes the same function with fewer passes over memory:
 * a batch norm whose only input is a conv read by nothing else is folded into
   that conv's weight and bias (``torch.nn.utils.fusion.fuse_conv_bn_eval``);
 * a ReLU or an add overwrites its input when no later layer reads that tensor;
+  for a copy that will be differentiated (``autograd=True``, the hook-free attribution methods) only
+  where no backward pass can need the overwritten tensor (see :data:`KEEPS_NO_OUTPUT`);
 * dropout (the identity in eval) is left out;
 * on the CPU (fp32), a ReLU that alone reads a conv runs inside it, and for
   single images the conv weights are laid out for oneDNN once rather than at
@@ -25,6 +27,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from explorer.build.modules import Add
 from explorer.spec import INPUT, Kind, kind_info
+
+# Modules whose backward pass needs their inputs (or nothing), never their output: conv (input and
+# weight), batch norm (input, statistics), max pool (input, indices), average pool (input), the residual
+# add (nothing). A tensor one of these made and that exactly one later layer reads is saved by no
+# autograd node, so under autograd that reader may overwrite it (tests/test_explain_fold.py checks the
+# saved tensors of each). A ReLU is not here: it keeps its output, and overwriting that breaks backward.
+KEEPS_NO_OUTPUT: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, Add)
 
 
 class _Step(nn.Module):
@@ -46,10 +55,18 @@ class _Step(nn.Module):
 
 
 class FastNet(nn.Module):
-    """The eval-mode function of a :class:`explorer.build.SpecNet`, folded and in place (see the module doc)."""
+    """The eval-mode function of a :class:`explorer.build.SpecNet`, folded and in place (see the module doc).
 
-    def __init__(self, net: nn.Module) -> None:
+    ``inplace``: let a ReLU or an add overwrite its input where allowed (False: never).
+    ``autograd``: the copy will be differentiated (attribution): a ReLU or an add overwrites only a
+    tensor that a :data:`KEEPS_NO_OUTPUT` module made and that nothing else reads, so that no backward
+    pass needs it. The default (inference: ``torch.no_grad``/``inference_mode``) overwrites any tensor
+    whose last reader it is, which can break autograd (e.g. an add over a ReLU's saved output).
+    """
+
+    def __init__(self, net: nn.Module, *, inplace: bool = True, autograd: bool = False) -> None:
         super().__init__()
+        self.autograd = autograd
         net = copy.deepcopy(net).eval()
         layers = [layer for layer in net.layers if not layer.train_only]
         kinds = {layer.name: layer.kind for layer in layers}
@@ -83,17 +100,24 @@ class FastNet(nn.Module):
             in_shapes[layer.name] = layer.in_shape
         self.output = alias.get(layers[-1].name, layers[-1].name)
         last_read: dict[str, int] = {}
+        read_by: dict[str, int] = {}
         for i, (_, _, inputs) in enumerate(plan):
             for name in inputs:
                 last_read[name] = i
+                read_by[name] = read_by.get(name, 0) + 1
+        made_by = {name: module for name, module, _ in plan}
         steps = []
         for i, (name, module, inputs) in enumerate(plan):
             kind = kinds[name]
             # overwrite the first input only where this step is its last reader and it is not the caller's tensor
             mutable = bool(inputs) and inputs[0] != INPUT and last_read.get(inputs[0]) == i \
                 and inputs.count(inputs[0]) == 1
-            inplace = mutable and kind_info(kind).inplace_ok and isinstance(module, (nn.ReLU, Add))
-            steps.append(_Step(module, inputs, inplace))
+            overwrite = inplace and mutable and kind_info(kind).inplace_ok and isinstance(module, (nn.ReLU, Add))
+            if overwrite and autograd:
+                # no backward may need the overwritten tensor: its maker keeps no output, and no other layer
+                # read it (an earlier reader, e.g. a conv, would have saved it for its own backward)
+                overwrite = read_by.get(inputs[0]) == 1 and isinstance(made_by.get(inputs[0]), KEEPS_NO_OUTPUT)
+            steps.append(_Step(module, inputs, overwrite))
             names.append(name)
         self.steps = nn.ModuleList(steps)
         self.names = tuple(names)
@@ -176,10 +200,16 @@ def pack_for_cpu(net: FastNet) -> FastNet:
     return net
 
 
-def fast_copy(net: nn.Module, *, pack: bool = False) -> nn.Module:
+def fast_copy(net: nn.Module, *, pack: bool = False, inplace: bool = True, autograd: bool = False) -> nn.Module:
     """A :class:`FastNet` of ``net`` (a spec network), its convs prepacked for the CPU with ``pack``;
-    any other module is returned as it is."""
+    any other module is returned as it is.
+
+    ``autograd=True`` makes a copy that attribution may differentiate (see :class:`FastNet`); it cannot
+    be packed (the prepacked oneDNN convs are for inference only).
+    """
+    if pack and autograd:
+        raise ValueError("a packed copy is for inference only: pack=True and autograd=True do not go together")
     if not hasattr(net, "layers"):
         return net
-    fast = FastNet(net)
+    fast = FastNet(net, inplace=inplace, autograd=autograd)
     return pack_for_cpu(fast.to(memory_format=torch.channels_last)) if pack else fast

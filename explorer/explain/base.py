@@ -67,6 +67,9 @@ class Method:
     uses_layer: ClassVar[bool] = False
     reports_progress: ClassVar[bool] = False
     clean_first_call: ClassVar[bool] = True  # the first forward pass sees the unperturbed input
+    # it puts no hook on the network's modules (only calls it and differentiates), so it may run on the
+    # folded inference copy (see explorer.explain.safety); Grad-CAM and the guided methods hook modules
+    hook_free: ClassVar[bool] = False
     default_sign: ClassVar[str] = "absolute"
 
     def resolve(self, given: dict[str, Any], inputs: torch.Tensor) -> dict[str, Any]:

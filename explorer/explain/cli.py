@@ -35,7 +35,7 @@ def _explain(args: argparse.Namespace) -> int:
     try:
         result = explain_image(args.image, args.model, args.weights, method.name, layer=args.layer,
                                target=args.target, knobs=knobs or None, device=args.device, seed=args.seed,
-                               progress=progress, **options)
+                               progress=progress, fold=not args.as_built, **options)
     finally:
         close()
     out = Path(args.out)
@@ -121,5 +121,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which values the PNG shows (default: the method's usual view)")
     p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
+    p.add_argument("--as-built", action="store_true",
+                   help="run Saliency, IG, SmoothGrad and Occlusion on the model as built instead of the folded "
+                        "copy (batch norms folded into the convs: the same map up to float rounding, a little "
+                        "faster, about 30%% less memory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_explain)

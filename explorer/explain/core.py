@@ -5,7 +5,11 @@ and a preprocessed input tensor (plus, optionally, the un-normalized picture
 for overlays and the class names), and returns an :class:`Attribution`.
 Every run happens on a private replica of the model (see
 :mod:`explorer.explain.safety`), so the caller's model never gets a hook,
-never changes mode or ``requires_grad``, and threads never interfere.
+never changes mode or ``requires_grad``, and threads never interfere. The
+methods that hook nothing (Saliency, Integrated Gradients, SmoothGrad,
+Occlusion) run by default on the folded replica of a spec network (batch
+norms folded into the convs: the same function, less work and memory);
+``fold=False`` runs them on the model as built.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from explorer.explain.errors import ExplainError
 from explorer.explain.layers import resolve_layer
 from explorer.explain.progress import CountingForward, ProgressFn
 from explorer.explain.result import Attribution
-from explorer.explain.safety import ReplicaPool, model_device, prefers_channels_last, private_model
+from explorer.explain.safety import (
+    ReplicaPool,
+    can_fold,
+    is_folded,
+    model_device,
+    prefers_channels_last,
+    private_model,
+)
 
 
 def _as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -43,12 +54,21 @@ def _as_batch(x: torch.Tensor) -> torch.Tensor:
     return x.detach()
 
 
-def _private_copy(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """One copy of the input on ``device``, float32, in the model's memory format, that autograd may use."""
+def _private_copy(x: torch.Tensor, device: torch.device, channels_last: bool,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One copy of the input on ``device``, float32 (float64 for a double model), in the model's memory
+    format, that autograd may use."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     with torch.inference_mode(False):
         # made outside inference mode: an inference tensor (e.g. from a classify) cannot take gradients
-        return x.to(device=device, dtype=torch.float32, memory_format=fmt, copy=True)
+        return x.to(device=device, dtype=dtype, memory_format=fmt, copy=True)
+
+
+def _input_dtype(model: nn.Module) -> torch.dtype:
+    """float64 for a model in double precision (tests compare maps there, free of float32 rounding), else float32."""
+    for p in model.parameters():
+        return torch.float64 if p.dtype == torch.float64 else torch.float32
+    return torch.float32
 
 
 def resolve_target(target: Any, classes: int, names: Sequence[str] | None = None) -> int:
@@ -95,7 +115,7 @@ def explain_tensor(model: nn.Module, x: torch.Tensor, method: str | Method = "sa
                    classes: Sequence[str] | None = None, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None, progress: ProgressFn | None = None,
                    pool: ReplicaPool | None = None, model_name: str | None = None, source: str | None = None,
-                   **options: Any) -> Attribution:
+                   fold: bool = True, **options: Any) -> Attribution:
     """Attribute ``model``'s score for ``target`` to the pixels of ``x`` with ``method``.
 
     ``x``: the preprocessed input, C x H x W or 1 x C x H x W (not changed).
@@ -104,6 +124,10 @@ def explain_tensor(model: nn.Module, x: torch.Tensor, method: str | Method = "sa
     ``image``: the un-normalized picture (H x W x 3 uint8) kept for overlays.
     ``mean``/``std``: the preprocessing's normalization (for ``black``/``white`` baselines).
     ``progress``: called with a fraction in [0, 1] (IntegratedGradients, SmoothGrad, Occlusion).
+    ``fold``: run a method that hooks nothing (``Method.hook_free``) on the folded copy of a spec
+    network (the default; the maps equal the as-built ones up to float rounding) rather than on the
+    model as built; the result's ``folded`` says which ran. Grad-CAM and the guided methods always
+    run on the model as built.
     ``options``: the method's options (see ``get_method(name).options``).
     Raises :class:`ExplainError` for a bad method, option, layer or target.
     """
@@ -121,9 +145,10 @@ def explain_tensor(model: nn.Module, x: torch.Tensor, method: str | Method = "sa
     start = time.perf_counter()
     if progress is not None:
         progress(0.0)
-    with private_model(model, pool) as replica:
+    with private_model(model, pool, folded=fold and m.hook_free and can_fold(model)) as replica:
+        folded = is_folded(replica)
         device = model_device(replica)
-        inputs = _private_copy(inputs, device, prefers_channels_last(replica))
+        inputs = _private_copy(inputs, device, prefers_channels_last(replica), _input_dtype(replica))
         inputs.requires_grad_(True)  # ours (a copy): Captum then need not set it and warn
         # the predicted class: from the method's own first forward pass when that pass sees the clean
         # input, else from one no-grad pass here, only when it is the target (IG and SmoothGrad never
@@ -135,7 +160,7 @@ def explain_tensor(model: nn.Module, x: torch.Tensor, method: str | Method = "sa
         elif target is None:
             chosen = int(logits[0].argmax())
         else:
-            chosen = resolve_target(target, _output_classes(replica, logits), classes)
+            chosen = resolve_target(target, _output_classes(model, logits), classes)  # read only: spec, Linear
         forward = CountingForward(replica, m.expected_calls(opts, inputs), progress, pick_predicted=pick)
         job = Job(replica, forward, inputs, chosen, opts, layer_name,
                   tuple(mean) if mean is not None else None, tuple(std) if std is not None else None, notes)
@@ -155,7 +180,8 @@ def explain_tensor(model: nn.Module, x: torch.Tensor, method: str | Method = "sa
         probabilities=probabilities, layer=layer_name, options=_plain(opts),
         seconds=time.perf_counter() - start,
         forward_passes=forward.calls + (0 if m.clean_first_call or target is not None else 1),
-        image=image, model=model_name, source=source, device=str(device), notes=notes, default_sign=m.default_sign)
+        image=image, model=model_name, source=source, device=str(device), notes=notes, default_sign=m.default_sign,
+        folded=folded)
     if classes is not None:
         result.target_label = _name(classes, result.target)
         result.predicted_label = None if result.predicted is None else _name(classes, result.predicted)

@@ -39,6 +39,7 @@ class IntegratedGradientsMethod(Method):
     reports_progress = True
     clean_first_call = False  # the path points never include the input itself
     default_sign = "signed"
+    hook_free = True
 
     def expected_calls(self, options: dict, inputs: torch.Tensor) -> int:
         return batch_count(options["steps"], options["internal_batch_size"])

@@ -38,6 +38,7 @@ class OcclusionMethod(Method):
     )
     reports_progress = True
     default_sign = "signed"
+    hook_free = True
 
     def resolve(self, given: dict, inputs: torch.Tensor) -> dict:
         options = super().resolve(given, inputs)

@@ -16,7 +16,8 @@ class Attribution:
     ``values`` is the raw attribution as Captum returns it, without the batch
     axis: ``C x H x W`` (``1 x H x W`` for Grad-CAM), float32, on the CPU.
     ``image`` is the un-normalized picture the network saw (``H x W x 3``
-    uint8), when known, for overlays.
+    uint8), when known, for overlays. ``folded``: it ran on the folded inference copy of the network
+    (batch norms folded into the convs; the same function up to float rounding), not the model as built.
     """
 
     method: str
@@ -38,6 +39,7 @@ class Attribution:
     device: str = "cpu"
     notes: list[str] = field(default_factory=list)
     default_sign: str = "absolute"
+    folded: bool = False
 
     @property
     def target_probability(self) -> float | None:
@@ -85,7 +87,7 @@ class Attribution:
             "predicted_probability": self.predicted_probability,
             "layer": self.layer, "options": {k: v for k, v in self.options.items()},
             "shape": list(v.shape), "seconds": round(self.seconds, 4), "forward_passes": self.forward_passes,
-            "device": self.device,
+            "device": self.device, "folded": self.folded,
             "stats": {"min": float(finite.min()) if finite.size else None,
                       "max": float(finite.max()) if finite.size else None,
                       "sum": float(finite.sum()) if finite.size else None,

@@ -23,6 +23,15 @@ concurrent explanation; one idle replica per model is kept for the next call
 and dropped when the model's weights change (checked by a fingerprint of
 every parameter's storage and version counter) or the model is collected.
 
+A **folded replica** (``borrow(model, folded=True)``) is the same idea for the methods that hook
+nothing (Saliency, Integrated Gradients, SmoothGrad, Occlusion): the gradient-safe inference copy of a
+spec network (:class:`explorer.build.fast.FastNet` with ``autograd=True``: batch norms folded into
+their convs, a ReLU or add in place only where no backward needs the overwritten tensor), in
+``eval()``, frozen, in the model's memory format. It computes the same function with fewer layers,
+and autograd no longer keeps every batch norm's input. It is pooled like the plain one (one idle
+folded replica per model, beside the idle plain one); a model that is not a spec network (no
+``.layers``) gets the plain replica.
+
 Hooks: after every run, success or failure, any forward/backward hook added
 to the replica is removed (and the replica discarded), so none can outlive a
 failed Captum call. :func:`installed_hooks` lists the hooks on a model and the
@@ -118,23 +127,46 @@ def make_replica(model: nn.Module) -> nn.Module:
     return replica
 
 
+def can_fold(model: nn.Module) -> bool:
+    """Whether ``model`` has a folded replica: a spec network (it has ``.layers``)."""
+    return hasattr(model, "layers")
+
+
+def make_folded_replica(model: nn.Module) -> nn.Module:
+    """The gradient-safe :class:`~explorer.build.fast.FastNet` of ``model`` (a spec network), in ``eval()``,
+    with frozen parameters, in the memory format ``model`` prefers (the original is not touched)."""
+    from explorer.build.fast import FastNet
+
+    replica = FastNet(model, autograd=True).eval()
+    replica.requires_grad_(False)
+    if prefers_channels_last(model):
+        replica = replica.to(memory_format=torch.channels_last)
+    return replica
+
+
 class ReplicaPool:
-    """Private replicas of shared models, one borrower at a time, a few kept idle for reuse."""
+    """Private replicas of shared models, one borrower at a time, a few kept idle for reuse
+    (``max_idle`` per model and kind: plain, folded)."""
 
     def __init__(self, max_idle: int = 1) -> None:
         self.max_idle = max_idle
         self._lock = threading.Lock()
-        # model -> [(fingerprint of the model it was copied from, replica, the replica's own hooks,
+        # model -> [(fingerprint of the model it was copied from, folded?, replica, the replica's own hooks,
         #            the replica's named modules)]
         self._idle: weakref.WeakKeyDictionary[nn.Module, list[tuple]] = weakref.WeakKeyDictionary()
 
     @contextlib.contextmanager
-    def borrow(self, model: nn.Module) -> Iterator[nn.Module]:
-        """A replica of ``model`` for this thread only; hooks added to it are removed afterwards."""
+    def borrow(self, model: nn.Module, folded: bool = False) -> Iterator[nn.Module]:
+        """A replica of ``model`` for this thread only; hooks added to it are removed afterwards.
+
+        ``folded``: the folded replica (see the module docstring) when ``model`` is a spec network,
+        else the plain one (tell them apart with :func:`is_folded`).
+        """
+        folded = folded and can_fold(model)
         stamp = fingerprint(model)
-        taken = self._take(model, stamp)
+        taken = self._take(model, stamp, folded)
         if taken is None:
-            replica = make_replica(model)
+            replica = make_folded_replica(model) if folded else make_replica(model)
             taken = (replica, hook_snapshot(replica), list(replica.named_modules()))
         replica, clean, modules = taken
         ok = False
@@ -145,29 +177,31 @@ class ReplicaPool:
             leaked = remove_hooks_added(modules, clean)
             # a failed run may have left state behind in Captum's objects: start afresh next time
             if ok and not leaked and not replica.training:
-                self._give_back(model, stamp, taken)
+                self._give_back(model, stamp, folded, taken)
 
-    def _take(self, model: nn.Module, stamp: tuple) -> tuple | None:
+    def _take(self, model: nn.Module, stamp: tuple, folded: bool) -> tuple | None:
         with self._lock:
             idle = self._idle.get(model)
             if not idle:
                 return None
-            # replicas of other weights are stale (the caller's model changed): dropped here
+            # replicas of other weights are stale (the caller's model changed): dropped here, of both kinds
             fresh = [entry for entry in idle if entry[0] == stamp]
-            self._idle[model] = fresh[1:]
-            return fresh[0][1:] if fresh else None
+            mine = next((entry for entry in fresh if entry[1] == folded), None)
+            self._idle[model] = [entry for entry in fresh if entry is not mine]
+            return None if mine is None else mine[2:]
 
-    def _give_back(self, model: nn.Module, stamp: tuple, taken: tuple) -> None:
+    def _give_back(self, model: nn.Module, stamp: tuple, folded: bool, taken: tuple) -> None:
         # if the model changed meanwhile, the next borrower's stamp will not match and drops this one
         with self._lock:
             idle = self._idle.setdefault(model, [])
-            if len(idle) < self.max_idle:
-                idle.append((stamp, *taken))
+            if sum(entry[1] == folded for entry in idle) < self.max_idle:
+                idle.append((stamp, folded, *taken))
 
-    def idle_replicas(self, model: nn.Module) -> list[nn.Module]:
-        """The replicas of ``model`` waiting for reuse (for tests: they must carry no hook)."""
+    def idle_replicas(self, model: nn.Module, folded: bool | None = None) -> list[nn.Module]:
+        """The replicas of ``model`` waiting for reuse, of one kind or (None) both (for tests: they must
+        carry no hook)."""
         with self._lock:
-            return [entry[1] for entry in self._idle.get(model, [])]
+            return [entry[2] for entry in self._idle.get(model, []) if folded is None or entry[1] == folded]
 
     def clear(self) -> None:
         """Drop every idle replica (frees their memory)."""
@@ -179,10 +213,18 @@ POOL = ReplicaPool()
 
 
 @contextlib.contextmanager
-def private_model(model: nn.Module, pool: ReplicaPool | None = None) -> Iterator[nn.Module]:
-    """The model an attribution may hook and run: a pooled replica of ``model`` (see the module docstring)."""
-    with (pool or POOL).borrow(model) as replica:
+def private_model(model: nn.Module, pool: ReplicaPool | None = None, folded: bool = False) -> Iterator[nn.Module]:
+    """The model an attribution may hook and run: a pooled replica of ``model`` (see the module docstring);
+    with ``folded``, the folded replica when ``model`` is a spec network (for methods that hook nothing)."""
+    with (pool or POOL).borrow(model, folded) as replica:
         yield replica
+
+
+def is_folded(replica: nn.Module) -> bool:
+    """Whether ``replica`` is a folded replica (a :class:`~explorer.build.fast.FastNet`)."""
+    from explorer.build.fast import FastNet
+
+    return isinstance(replica, FastNet)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -20,6 +20,7 @@ class SaliencyMethod(Method):
     aliases = ("gradient", "gradients", "vanilla-gradient")
     options = (Option("abs", bool, True, "absolute value of the gradient (Captum's default)"),)
     default_sign = "absolute"
+    hook_free = True
 
     def attribute(self, job: Job) -> torch.Tensor:
         return Saliency(job.forward).attribute(job.inputs, target=job.target, abs=job.options["abs"])

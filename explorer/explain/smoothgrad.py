@@ -50,6 +50,7 @@ class SmoothGradMethod(Method):
     reports_progress = True
     clean_first_call = False
     default_sign = "absolute"
+    hook_free = True
 
     def resolve(self, given: dict, inputs: torch.Tensor) -> dict:
         options = super().resolve(given, inputs)
