@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "weights": "explorer.weights.cli",
     "classify": "explorer.infer.cli",
     "explain": "explorer.explain.cli",
+    "score": "explorer.explain.score_cli",
     "train": "explorer.lab.cli",
     "ablate": "explorer.lab.cli",
     "profile": "explorer.measure.cli",

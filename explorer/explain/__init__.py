@@ -4,7 +4,8 @@
 ``explorer.explain_image``) is the one call; ``explain_decoded(loaded,
 decoded, method)`` the same for a network and an image already loaded (the
 path the app, the CLI and the API share); ``explain_tensor(model, x, method)``
-is the core on a built model and a preprocessed tensor;
+is the core on a built model and a preprocessed tensor; ``score(images, network)`` measures the
+methods against each other (:mod:`explorer.explain.scorecard`: which map to trust);
 ``count_passes(method, x)`` says what a run will cost before it starts. One method per module (``saliency``, ``ig``,
 ``smoothgrad``, ``guided-backprop``, ``gradcam``, ``guided-gradcam``,
 ``occlusion``); the views (:mod:`explorer.explain.views`) draw maps over the
@@ -31,6 +32,7 @@ from explorer.explain.layers import LayerChoice, default_layer, layer_choices, r
 from explorer.explain.options import Option, parse_option_assignments
 from explorer.explain.result import Attribution
 from explorer.explain.safety import POOL, ReplicaPool, installed_hooks
+from explorer.explain.scorecard import METRICS, Metric, Row, Scorecard, get_metric, metric_names, score
 from explorer.explain.views import (
     DEFAULT_SCALE,
     SCALES,
@@ -50,6 +52,7 @@ from explorer.explain.views import (
 __all__ = [
     "DEFAULT_SCALE",
     "METHODS",
+    "METRICS",
     "POOL",
     "SCALES",
     "SIGNS",
@@ -59,11 +62,14 @@ __all__ = [
     "Job",
     "LayerChoice",
     "Method",
+    "Metric",
     "Option",
     "Passes",
     "Placeholder",
     "ReplicaPool",
+    "Row",
     "ScaledMap",
+    "Scorecard",
     "comparison_figure",
     "count_passes",
     "default_layer",
@@ -72,11 +78,13 @@ __all__ = [
     "explain_image",
     "explain_tensor",
     "get_method",
+    "get_metric",
     "heatmap_image",
     "installed_hooks",
     "layer_choices",
     "load_for_explain",
     "method_names",
+    "metric_names",
     "npy_bytes",
     "overlay_image",
     "parse_option_assignments",
@@ -86,6 +94,7 @@ __all__ = [
     "resolve_target",
     "scale_maps",
     "scale_note",
+    "score",
     "to_map",
 ]
 
