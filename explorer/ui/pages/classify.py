@@ -50,7 +50,7 @@ from explorer.infer import (
 from explorer.infer.images import EXTENSIONS
 from explorer.jobs import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Task
 from explorer.lab import digits_samples
-from explorer.ui import graphs, models, session, widgets
+from explorer.ui import graphs, models, scorecard, session, widgets
 
 POLL_S = 1.0  # how often the running explanation's progress is redrawn
 RECONNECT_GRACE_S = 30  # a session gone this long (tab closed, not a network blip) stops its explanation
@@ -276,6 +276,9 @@ scale = c2.selectbox("Colour scale", list(SCALES), index=list(SCALES).index(DEFA
                           "method only.")
 target_text = st.text_input("Target class", "", key="exp_target", placeholder="the predicted class",
                             help="A class index or name; empty explains the predicted class.")
+fold = st.toggle("Gradient maps on the folded copy", value=True, key="exp_fold",
+                 help="On: Saliency, Integrated Gradients, SmoothGrad and Occlusion run on a copy with the batch "
+                      "norms folded into the convs (the same function, less work). Off: on the model as built.")
 
 layers: dict[str, str] = {}
 if any(get_method(m).uses_layer for m in methods):
@@ -334,7 +337,7 @@ if target_text.strip():
 context = (mode, tuple((c.label, c.spec_yaml and _digest(c.spec_yaml.encode()), c.weights) for c, _ in loaded),
            target_image, _digest(data), device)
 settings = (tuple(methods), tuple(sorted(layers.items())), target,
-            tuple((m, tuple(sorted(o.items()))) for m, o in method_options.items()))
+            tuple((m, tuple(sorted(o.items()))) for m, o in method_options.items()), fold)
 
 run: ExplainRun | None = st.session_state.get("exp_run")
 if run is not None and run.context != context:
@@ -380,7 +383,8 @@ if st.button("Explain", type="primary", key="explain", disabled=not methods or n
     def _task(choice: models.Choice, model, cell: Cell) -> Task:
         def work(report):
             return explain_decoded(model, decoded, cell.method, layer=cell.layer, target=target, device=device,
-                                   progress=report, model_name=choice.label, **method_options[cell.method])
+                                   progress=report, model_name=choice.label, fold=fold,
+                                   **method_options[cell.method])
         return Task(f"{cell.title} on {cell.network}", work, key=cell)
 
     by_label = dict(loaded)
@@ -393,8 +397,8 @@ if st.button("Explain", type="primary", key="explain", disabled=not methods or n
     running = True
 
 if run is not None and run.settings != settings:
-    st.info("These maps were made with other settings (methods, layers, target or cost): press **Explain** to "
-            "update them.", icon=":material/info:")
+    st.info("These maps were made with other settings (methods, layers, target, cost or folding): press "
+            "**Explain** to update them.", icon=":material/info:")
 
 
 def _status_line(cell: Cell, state) -> str:
@@ -547,3 +551,5 @@ if final:
 st.fragment(run_every=POLL_S if polling else None)(_live)()
 if final:
     _show_downloads(run.job.snapshot())
+scorecard.section(loaded, decoded_ok, target_image, device=device, target=target, options=method_options,
+                  layers=layers, fold=fold)
