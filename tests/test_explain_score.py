@@ -8,6 +8,7 @@ light settings) and read by most tests.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,3 +348,22 @@ def test_the_command_line_prints_the_table_with_directions(tmp_path, images, cap
 
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["rows"][0]["metric"] == "sparseness" and data["best"]["sparseness"]["method"] == "saliency"
+
+
+def test_a_tie_has_no_best_and_a_flat_curve_says_so(loaded, images):
+    """Where the means tie no method is marked best; where the output hardly moves with the pixels
+    (random weights), deletion cannot rank the methods and the rows say why."""
+    from explorer.explain.scorecard import FLAT_CURVE, Row, Scorecard
+
+    card = Scorecard("n", ("a",), (0,), (None,), ("saliency", "ig"), ("deletion",),
+                     [Row("saliency", "deletion", (0.5,)), Row("ig", "deletion", (0.5,))], {}, "cpu")
+    assert card.best("deletion") is None
+    card.rows[1] = Row("ig", "deletion", (0.4,))
+    assert card.best("deletion") == "ig"
+    # Xception with random weights gives every class about 1/1000 whatever the pixels
+    cat = Path(__file__).resolve().parents[1] / "assets" / "samples" / "cat.jpg"
+    flat = score([cat], "xception", weights="random", methods=["saliency", "gradcam"],
+                 metrics=["deletion"], steps=2)
+    assert np.ptp(flat.curves["deletion"]["saliency"]) < FLAT_CURVE
+    assert "says nothing" in flat.row("saliency", "deletion").note
+    assert flat.best("deletion") is None

@@ -52,17 +52,17 @@ def format_scorecard(card) -> str:
     from explorer.explain.base import get_method
     from explorer.explain.scorecard import METRICS
 
-    width = 16
-    head = f"{'method':<18s}" + "".join(f"{m + ' ' + ARROWS[METRICS[m].direction]:>{width}s}" for m in card.metrics)
+    width = 17
+    head = f"{'method':<22s}" + "".join(f"{m + ' ' + ARROWS[METRICS[m].direction]:>{width}s}" for m in card.metrics)
     lines = [head, "-" * len(head)]
     best = {m: card.best(m) for m in card.metrics}
     for method in card.methods:
         cells = "".join(f"{_cell(card.row(method, m).mean, card.row(method, m).spread, best[m] == method):>{width}s}"
                         for m in card.metrics)
-        lines.append(f"{get_method(method).title:<18s}{cells}")
+        lines.append(f"{get_method(method).title:<22s}{cells}")
     if card.chance:
         cells = "".join(f"{(f'{card.chance[m]:.3g}' if m in card.chance else ''):>{width}s}" for m in card.metrics)
-        lines.append(f"{'random order':<18s}{cells}")
+        lines.append(f"{'random order':<22s}{cells}")
     lines.append("")
     lines.append("↓ lower is better, ↑ higher is better; * the best of each column; ± the spread over the images")
     for m in card.metrics:

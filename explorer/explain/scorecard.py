@@ -109,6 +109,8 @@ DEFAULT_SAMPLES = 8        # noise draws per image for infidelity and sensitivit
 DEFAULT_RADIUS = 0.02      # sensitivity's noise, in the network's input units (Captum's default)
 NOISE_FRACTION = 0.1       # infidelity's noise std: a tenth of the input's value range
 DEFAULT_BATCH = 32         # perturbed images per forward pass
+TIE = 1e-6                 # means this close (relative) are a tie: no best method
+FLAT_CURVE = 1e-3          # a curve whose probability moves less than this measures nothing
 
 
 def metric_names() -> list[str]:
@@ -208,13 +210,16 @@ class Scorecard:
         raise ExplainError(f"the scorecard has no row for {name} x {key}")
 
     def best(self, metric: str) -> str | None:
-        """The method with the best mean on ``metric`` (its direction decides), None if none has a value."""
+        """The method with the best mean on ``metric`` (its direction decides); None if none has a value or
+        several share the best one (to within :data:`TIE`)."""
         key = get_metric(metric).name
         scored = [(row.mean, row.method) for row in self.rows if row.metric == key and row.n]
         if not scored:
             return None
         pick = min if METRICS[key].direction == LOWER else max
-        return pick(scored)[1]
+        value, method = pick(scored)
+        tied = [m for v, m in scored if math.isclose(v, value, rel_tol=TIE, abs_tol=1e-12)]
+        return method if len(tied) == 1 else None  # a tie (e.g. random weights, flat curves) has no best
 
     def table(self) -> list[dict[str, Any]]:
         """One dict per method: its title and each measure's mean (None where it has no value)."""
@@ -458,6 +463,10 @@ class _Scorer:
         curves = self._perturbation_curves(orders, keep, metric, meter)
         for row, i in enumerate(keep):
             values[i] = float(area(curves[row], self.xs.shape[-2] * self.xs.shape[-1]))
+            if np.ptp(curves[row]) < FLAT_CURVE:
+                note.append(f"image {i + 1}: the target's probability moves by less than {FLAT_CURVE:g} along the "
+                            f"curve: the output hardly depends on the pixels (random weights?), so the area "
+                            f"says nothing")
         card.curves.setdefault(metric, {})[m.name] = curves.mean(axis=0)
 
     def _perturbation_curves(self, orders, keep, metric, meter) -> np.ndarray:
