@@ -341,7 +341,7 @@ def test_the_command_line_prints_the_table_with_directions(tmp_path, images, cap
     out = capsys.readouterr().out
     assert code == 0
     assert "deletion ↓" in out and "insertion ↑" in out and "sparseness ↑" in out and "random order" in out
-    assert out.split("\n\n")[0].count(" *") == 3  # one best per column
+    assert out.split("\n\n")[0].count("★") == 3  # one best per column
     code = main(["score", str(path), "--weights", str(DIGITS), "--json", "--methods", "saliency",
                  "--metrics", "sparseness"])
     import json

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from explorer.devices import DEVICE_HELP, DEVICES
-from explorer.spec import list_presets, parse_assignments
-from explorer.spec.arguments import add_spec_arguments
+from explorer.spec import parse_assignments
+from explorer.weights.arguments import add_model_arguments
 
 METHODS_HEADING = "methods and their options with defaults (--option KEY=VALUE):"
 
@@ -98,12 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "on stderr and exit code 2.",
         epilog=f"{METHODS_HEADING}\n{methods_help()}", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="a JPEG, PNG, WebP, BMP, GIF or TIFF file")
-    p.add_argument("--model", default=None, metavar="SPEC",
-                   help=f"a preset ({', '.join(list_presets())}) or a YAML file; may be left out when "
-                        "--weights is a checkpoint that carries its spec")
-    add_spec_arguments(p, positional=False)
-    p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
-                   help="the official ImageNet weights, seeded random weights or a checkpoint file (default imagenet)")
+    add_model_arguments(p)
     p.add_argument("--method", default="saliency", metavar="METHOD",
                    help="attribution method (default saliency; the list is below); aliases such as "
                         "integrated-gradients work too")

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from explorer.devices import DEVICE_HELP, DEVICES
-from explorer.spec import list_presets, parse_assignments
-from explorer.spec.arguments import add_spec_arguments
-
-ARROWS = {"lower": "↓", "higher": "↑"}
+from explorer.spec import parse_assignments
+from explorer.weights.arguments import add_model_arguments
 
 
 def _split(items: list[str] | None) -> list[str] | None:
@@ -38,37 +35,26 @@ def _method_options(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _cell(value: float, spread: float, best: bool) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    text = f"{value:.3g}"
-    if math.isfinite(spread) and spread > 0:
-        text += f" ±{spread:.2g}"
-    return text + (" *" if best else "")
-
-
 def format_scorecard(card) -> str:
-    """The scorecard as a text table with each measure's direction, the chance level and the notes."""
+    """The scorecard as a text table (the rows the app shows: :func:`~explorer.explain.score_figures.scorecard_rows`)
+    with each measure's direction, the chance level and the notes."""
     from explorer.explain.base import get_method
+    from explorer.explain.score_figures import BEST, CHANCE_LABEL, scorecard_rows
     from explorer.explain.scorecard import METRICS
 
-    width = 17
-    head = f"{'method':<22s}" + "".join(f"{m + ' ' + ARROWS[METRICS[m].direction]:>{width}s}" for m in card.metrics)
-    lines = [head, "-" * len(head)]
-    best = {m: card.best(m) for m in card.metrics}
-    for method in card.methods:
-        cells = "".join(f"{_cell(card.row(method, m).mean, card.row(method, m).spread, best[m] == method):>{width}s}"
-                        for m in card.metrics)
-        lines.append(f"{get_method(method).title:<22s}{cells}")
-    if card.chance:
-        cells = "".join(f"{(f'{card.chance[m]:.3g}' if m in card.chance else ''):>{width}s}" for m in card.metrics)
-        lines.append(f"{'random order':<22s}{cells}")
+    rows = scorecard_rows(card)
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(row[k]) for row in rows)) for k in keys}
+    line = lambda row: "  ".join(  # noqa: E731 - the method left-aligned, the numbers right-aligned
+        f"{row[k]:<{widths[k]}s}" if k == "method" else f"{row[k]:>{widths[k]}s}" for k in keys)
+    head = line({k: k for k in keys})
+    lines = [head, "-" * len(head), *(line(row) for row in rows)]
     lines.append("")
-    lines.append("↓ lower is better, ↑ higher is better; * the best of each column; ± the spread over the images")
+    lines.append(f"↓ lower is better, ↑ higher is better; {BEST} the best of each column; ± the spread over the images")
     for m in card.metrics:
         lines.append(f"  {m}: {METRICS[m].summary} ({METRICS[m].source})")
     if card.chance:
-        lines.append("  random order: the same curves with the pixels in a random order (the level a map must beat)")
+        lines.append(f"  {CHANCE_LABEL}: the same curves with the pixels in a random order (the level a map must beat)")
     for row in card.rows:
         if row.note:
             lines.append(f"note: {get_method(row.method).title} × {row.metric}: {row.note}")
@@ -115,12 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "max-sensitivity, cascading randomization by flow, random logit and sparseness, with the "
                     "direction that is better. Errors are one line on stderr and exit code 2.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP, BMP, GIF or TIFF files")
-    p.add_argument("--model", default=None, metavar="SPEC",
-                   help=f"a preset ({', '.join(list_presets())}) or a YAML file; may be left out when "
-                        "--weights is a checkpoint that carries its spec")
-    add_spec_arguments(p, positional=False)
-    p.add_argument("--weights", default="imagenet", metavar="imagenet|NAME|random|PATH",
-                   help="the official ImageNet weights, a registry name, seeded random weights or a checkpoint")
+    add_model_arguments(p)
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help="methods to score (default all: saliency ig smoothgrad guided-backprop gradcam "
                         "guided-gradcam occlusion)")

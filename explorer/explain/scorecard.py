@@ -316,6 +316,7 @@ class _Scorer:
         self.target, self.seed, self.steps, self.baselines = target, seed, steps, baselines
         self.samples, self.radius, self.batch = samples, radius, batch
         self.options, self.layers, self.fold, self.progress = options, layers, fold, progress
+        self._baselines: dict[tuple[int, str], torch.Tensor] = {}
 
     def run(self, device: torch.device) -> Scorecard:
         start = time.perf_counter()
@@ -469,10 +470,17 @@ class _Scorer:
                             f"says nothing")
         card.curves.setdefault(metric, {})[m.name] = curves.mean(axis=0)
 
+    def _baseline(self, i: int, kind: str) -> torch.Tensor:
+        """Image ``i``'s baseline of ``kind``, made once per run (every method's curves use it)."""
+        key = (i, kind)
+        if key not in self._baselines:
+            self._baselines[key] = baseline_image(self.xs[i], kind)
+        return self._baselines[key]
+
     def _perturbation_curves(self, orders, keep, metric, meter) -> np.ndarray:
         """The curves of the images ``keep`` (in that order) for their pixel ``orders``."""
         kind = self.baselines[metric]
-        jobs = [CurveJob(self.xs[i], order, baseline_image(self.xs[i], kind), self.targets[i], metric == "deletion")
+        jobs = [CurveJob(self.xs[i], order, self._baseline(i, kind), self.targets[i], metric == "deletion")
                 for i, order in zip(keep, orders)]
         return perturbation_curves(self._forward, jobs, self.steps, batch=self.batch, device=self.device,
                                    memory_format=self.fmt, progress=meter.advance)

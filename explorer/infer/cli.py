@@ -7,8 +7,8 @@ import json
 import sys
 
 from explorer.devices import DEVICE_HELP, DEVICES, PRECISION_HELP, PRECISION_NAMES
-from explorer.spec import list_presets, parse_assignments
-from explorer.spec.arguments import add_spec_arguments
+from explorer.spec import parse_assignments
+from explorer.weights.arguments import add_model_arguments
 
 EXIT_USER_ERROR = 2
 
@@ -51,13 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Top-k classes of each image. A bad image or missing weights is one line "
                                    "on stderr and exit code 2; the other images are still classified.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP, BMP, GIF or TIFF files")
-    p.add_argument("--model", default=None, metavar="SPEC",
-                   help=f"a preset ({', '.join(list_presets())}) or a YAML file; may be left out when "
-                        "--weights is a checkpoint that carries its spec")
-    add_spec_arguments(p, positional=False)
-    p.add_argument("--weights", default="imagenet", metavar="imagenet|random|PATH",
-                   help="the official ImageNet weights (torch hub cache), seeded random weights, or a "
-                        ".safetensors/.pth/.pt file (default: imagenet)")
+    add_model_arguments(p)
     p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--precision", default="fp32", choices=PRECISION_NAMES, help=PRECISION_HELP)
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes to show (default 5)")

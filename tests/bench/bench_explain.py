@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from timing import interleaved
+from timing import interleaved, peak_growth
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
@@ -154,21 +154,13 @@ def _peak_child(preset: str, steps: int, batch: int | None, plain: bool, size: i
     if plain:
         IntegratedGradients(model).attribute(x, target=TARGET, n_steps=2, internal_batch_size=1)
 
-    def rss(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(field)
-
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    before = rss("VmRSS")
-    start = time.perf_counter()
     if plain:
-        IntegratedGradients(model).attribute(x, target=TARGET, n_steps=steps, internal_batch_size=batch)
+        call = lambda: IntegratedGradients(model).attribute(  # noqa: E731
+            x, target=TARGET, n_steps=steps, internal_batch_size=batch)
     else:
-        explain_tensor(model, x, "ig", target=TARGET, steps=steps, internal_batch_size=batch)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"peak_mib": (rss("VmHWM") - before) / 2**20, "seconds": seconds}))
+        call = lambda: explain_tensor(model, x, "ig", target=TARGET, steps=steps, internal_batch_size=batch)  # noqa: E731
+    peak, seconds = peak_growth(call)
+    print(json.dumps({"peak_mib": peak, "seconds": seconds}))
 
 
 def memory(args: argparse.Namespace) -> None:

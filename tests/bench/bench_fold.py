@@ -28,13 +28,12 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from timing import interleaved
+from timing import interleaved, peak_growth
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
@@ -132,18 +131,8 @@ def _peak_child(config: str, preset: str, size: int | None, threads: int) -> Non
     else:
         explain_tensor(ours, x, "ig", target=TARGET, steps=2, internal_batch_size=1, fold=config == "c")
 
-    def rss(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(field)
-
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    before = rss("VmRSS")
-    start = time.perf_counter()
-    calls[config]()
-    seconds = time.perf_counter() - start
-    print(json.dumps({"peak_mib": (rss("VmHWM") - before) / 2**20, "seconds": seconds}))
+    peak, seconds = peak_growth(calls[config])
+    print(json.dumps({"peak_mib": peak, "seconds": seconds}))
 
 
 def memory(args: argparse.Namespace) -> None:

@@ -38,3 +38,25 @@ def cuda_median_seconds(fn: Callable[[], object], repeats: int = 5) -> float:
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _status_bytes(field: str) -> int:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_growth(fn: Callable[[], object]) -> tuple[float, float]:
+    """Run ``fn`` once; return (peak resident memory growth during it in MiB, seconds). Linux only: the peak
+    (VmHWM) is reset to the current resident size just before (run it in a fresh process for a clean figure)."""
+    from pathlib import Path
+
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    before = _status_bytes("VmRSS")
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    return (_status_bytes("VmHWM") - before) / 2**20, seconds

@@ -107,6 +107,19 @@ def wait_metric_changes(page, label: str, before: str, timeout: float = 90_000) 
     return metric(page, label)
 
 
+def choose_digits(page, sample: str = "digit 0 (#0)", timeout: float = 180_000) -> None:
+    """On Classify & Explain: the shipped digits model (offline it is the default; online, choose it) and
+    one of its samples, each run finished."""
+    digits = page.get_by_role("radiogroup", name="Weights").get_by_role("radio", name="Shipped digits model")
+    digits.wait_for(timeout=timeout)
+    wait_idle(page, timeout)
+    if digits.get_attribute("aria-checked") != "true":
+        digits.click()
+        wait_idle(page, timeout)
+    page.get_by_text(sample).first.click()
+    wait_idle(page, timeout)
+
+
 def keep(page, tmp_path: Path, name: str) -> Path:
     shot = tmp_path / name
     page.mouse.move(0, 0)  # no tooltip of whatever was clicked last

@@ -8,7 +8,7 @@ sleep is an assertion.
 
 from __future__ import annotations
 
-from browser import app_url, browser, keep, metric, needs_chromium, wait_idle  # noqa: F401
+from browser import app_url, browser, choose_digits, keep, metric, needs_chromium, wait_idle  # noqa: F401
 
 pytestmark = needs_chromium
 
@@ -50,14 +50,7 @@ def test_a_long_explanation_shows_maps_as_they_finish_and_can_be_cancelled(app_u
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
     page.goto(f"{app_url}/classify", wait_until="domcontentloaded")
-    digits = page.get_by_role("radiogroup", name="Weights").get_by_role("radio", name="Shipped digits model")
-    digits.wait_for(timeout=LONG)
-    wait_idle(page, LONG)
-    if digits.get_attribute("aria-checked") != "true":  # offline it is the default; online, choose it
-        digits.click()
-        wait_idle(page, LONG)
-    page.get_by_text("digit 0 (#0)").first.click()
-    wait_idle(page, LONG)
+    choose_digits(page, timeout=LONG)
 
     # Saliency and Grad-CAM are preselected; add Integrated Gradients, made long on purpose
     add_method(page, "Integrated Gradients")

@@ -7,7 +7,7 @@ Every wait is on a condition with a generous timeout; no sleep is an assertion.
 
 from __future__ import annotations
 
-from browser import app_url, browser, keep, needs_chromium, wait_idle, wait_run  # noqa: F401
+from browser import app_url, browser, choose_digits, keep, needs_chromium, wait_idle, wait_run  # noqa: F401
 
 pytestmark = needs_chromium
 
@@ -38,14 +38,7 @@ def test_score_the_maps_of_the_digits_model_and_keep_the_card(app_url, browser, 
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
     page.goto(f"{app_url}/classify", wait_until="domcontentloaded")
-    digits = page.get_by_role("radiogroup", name="Weights").get_by_role("radio", name="Shipped digits model")
-    digits.wait_for(timeout=LONG)
-    wait_idle(page, LONG)
-    if digits.get_attribute("aria-checked") != "true":  # offline it is the default; online, choose it
-        digits.click()
-        wait_idle(page, LONG)
-    page.get_by_text("digit 0 (#0)").first.click()
-    wait_idle(page, LONG)
+    choose_digits(page, timeout=LONG)
 
     page.get_by_role("heading", name="Which map to trust?").scroll_into_view_if_needed()
     expect(page.get_by_text("Press Score the maps")).to_be_visible(timeout=LONG)
