@@ -107,6 +107,21 @@ def wait_metric_changes(page, label: str, before: str, timeout: float = 90_000) 
     return metric(page, label)
 
 
+def open_tab(page, name: str, timeout: float = 60_000) -> None:
+    """Click the tab ``name`` and wait until it is the selected one: a click that lands while a rerun
+    redraws the tabs can be lost (the panel stays hidden), so it is clicked again until it holds."""
+    tab = page.get_by_role("tab", name=name).first
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        wait_idle(page, timeout)
+        tab.click()
+        wait_idle(page, timeout)
+        if tab.get_attribute("aria-selected") == "true":
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the tab '{name}' was clicked but never became the selected one")
+
+
 def choose_digits(page, sample: str = "digit 0 (#0)", timeout: float = 180_000) -> None:
     """On Classify & Explain: the shipped digits model (offline it is the default; online, choose it) and
     one of its samples, each run finished."""

@@ -13,6 +13,7 @@ from browser import (  # noqa: F401 (fixtures)
     keep,
     metric,
     needs_chromium,
+    open_tab,
     wait_idle,
     wait_metric_changes,
     wait_run,
@@ -111,7 +112,7 @@ def test_reset_then_an_unrelated_click_keeps_the_base_values(page):
 
 
 def test_a_yaml_edit_sticks_across_a_further_click(page):
-    page.get_by_role("tab", name="YAML").click()
+    open_tab(page, "YAML")
     area = page.locator("textarea[aria-label=\"Spec (YAML)\"]")
     expect(area).to_have_value(re.compile("repeat: 8"), timeout=30_000)  # a tab draws its content when opened
     text = area.input_value()
@@ -132,7 +133,7 @@ def test_an_uploaded_spec_sticks_across_a_further_click(page, tmp_path):
     two = XCEPTION.with_overrides(middle_repeats=2)
     path = tmp_path / "two_blocks.yaml"
     path.write_text(two.to_yaml())
-    page.get_by_role("tab", name="File").click()
+    open_tab(page, "File")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
     assert wait_metric_changes(page, "Parameters", params_of(XCEPTION)) == params_of(two)
     assert middle_blocks(page) == "2"
@@ -144,18 +145,18 @@ def test_an_uploaded_spec_sticks_across_a_further_click(page, tmp_path):
 def test_the_a_label_follows_the_network_it_pins(page):
     sidebar(page).get_by_role("link", name="Costs").click()
     wait_run(page)
-    page.get_by_role("tab", name="Compare A / B").click()
+    open_tab(page, "Compare A / B")
     expect(page.get_by_label("Label for A", exact=True)).to_have_value("xception", timeout=30_000)
     choose(page, "Network", "inception_v3", sidebar(page))
     wait_metric_changes(page, "Parameters", params_of(XCEPTION))
-    page.get_by_role("tab", name="Compare A / B").click()
+    open_tab(page, "Compare A / B")
     expect(page.get_by_label("Label for A", exact=True)).to_have_value("inception_v3")
     page.get_by_role("button", name="Pin current as A").click()
     page.get_by_text("A: inception_v3 — B: inception_v3").first.wait_for(timeout=30_000)
     wait_idle(page)
     choose(page, "Network", "xception", sidebar(page))
     wait_metric_changes(page, "Parameters", params_of(load_spec("inception_v3")))
-    page.get_by_role("tab", name="Compare A / B").click()
+    open_tab(page, "Compare A / B")
     page.get_by_text("A: inception_v3 — B: xception").first.wait_for(timeout=30_000)
     expect(page.get_by_label("Label for A", exact=True)).to_have_value("xception")
     assert_no_errors(page)
@@ -176,7 +177,7 @@ def settled_box(page, locator) -> dict:
 def edit_blocks_cell(page, row: int, column: int, value: str) -> None:
     """Type ``value`` into the blocks table's cell (row, column): move there with the keyboard, open the
     cell's editor, type, commit, and wait until the grid holds the new text."""
-    page.get_by_role("tab", name="Blocks table").click()
+    open_tab(page, "Blocks table")
     grid = page.locator('[data-testid="stDataFrame"]').first
     expect(grid.get_by_test_id("glide-cell-1-0")).to_have_text(XCEPTION.blocks[0].name)  # drawn once opened
     grid.scroll_into_view_if_needed()
@@ -284,14 +285,14 @@ def test_the_whole_main_loop_in_one_session(page, tmp_path):
     # 4. pin A on the Costs page, change B, compare
     sidebar(page).get_by_role("link", name="Costs").click()
     wait_run(page)
-    page.get_by_role("tab", name="Compare A / B").click()
+    open_tab(page, "Compare A / B")
     page.get_by_role("button", name="Pin current as A").click()
     page.get_by_text("A: xception (residual connections off, ReLU between depthwise and pointwise)").first.wait_for(
         timeout=30_000)
     wait_idle(page)
     sidebar(page).get_by_text("Residual connections").click()
     wait_metric_changes(page, "Parameters", params_of(no_skip))
-    page.get_by_role("tab", name="Compare A / B").click()
+    open_tab(page, "Compare A / B")
     gained = count_costs(XCEPTION.with_overrides(mid_activation="relu")).totals["params"] - \
         count_costs(relu).totals["params"]
     expect(page.get_by_text("Against A (")).to_contain_text(f"Parameters +{gained:,}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from browser import app_url, browser, keep, metric, needs_chromium, wait_idle, wait_run  # noqa: F401
+from browser import app_url, browser, keep, metric, needs_chromium, open_tab, wait_idle, wait_run  # noqa: F401
 
 pytestmark = needs_chromium
 
@@ -65,7 +65,7 @@ def test_measure_a_small_xception_and_see_its_roofline(page, tmp_path):
 
     set_number(page, "Middle-flow blocks", 1)
     set_number(page, "Input size (px)", 64)
-    page.get_by_role("tab", name="Measured").click()
+    open_tab(page, "Measured")
     measure = page.get_by_role("button", name="Measure", exact=True)
     measure.wait_for(timeout=LONG)
     # nothing ran by itself on the way here
@@ -101,12 +101,12 @@ def test_measure_a_small_xception_and_see_its_roofline(page, tmp_path):
     # a knob changed: the profile shown says it is of the configuration before
     sidebar(page).get_by_text("Residual connections").click()
     wait_run(page, LONG)
-    page.get_by_role("tab", name="Measured").click()
+    open_tab(page, "Measured")
     expect(page.get_by_text("not of the sidebar's configuration")).to_be_visible(timeout=LONG)
     expect(page.get_by_role("button", name="Measure", exact=True)).to_be_visible()
     sidebar(page).get_by_text("Residual connections").click()  # back: its profile is shown again, unmeasured
     wait_run(page, LONG)
-    page.get_by_role("tab", name="Measured").click()
+    open_tab(page, "Measured")
     expect(page.get_by_role("button", name="Measure again", exact=True)).to_be_visible(timeout=LONG)
     assert metric(page, "Forward (measured)") == forward
 
