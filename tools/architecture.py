@@ -47,8 +47,11 @@ LAYERS: tuple[Layer, ...] = (
         Part("explorer.errors", "ExplorerError, SpecError, UsageError"),
         Part("explorer.format", "numbers and shapes for people"),
         Part("explorer.plots", "log and SI axes of every figure", reads=("explorer.format",)),
-        Part("explorer.jobs", "background tasks: progress, cancel", reads=("explorer.errors",)),
+        Part("explorer.jobs", "background tasks: progress, cancel, the heavy-work line",
+             reads=("explorer.errors", "explorer.resources")),
         Part("explorer.devices", "device and precision names (no torch)"),
+        Part("explorer.resources", "the limits (defaults, environment, explorer.toml); the allocator",
+             reads=("explorer.errors", "explorer.format")),
     )),
     Layer("spec", (
         Part("explorer.spec", "the spec, knobs, presets → its layers; layer kinds"),

@@ -9,16 +9,14 @@ intermediate tensor after its last reader, as an eager forward would.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
-import sys
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from explorer.build.modules import FACTORIES, Container
+from explorer.resources import keep_freed_memory
 from explorer.spec import INPUT, Kind, Layer, Spec, SpecError, param_count, spec_layers
 from explorer.spec.layers import free_after
 
@@ -95,27 +93,6 @@ def check_memory(spec: Spec, max_weight_bytes: int | None = None, layers: Sequen
     if need > limit:
         raise SpecError("blocks", f"the weights would take {need / 2**30:.2f} GiB, over the limit of "
                                   f"{limit / 2**30:.2f} GiB (raise it with {MAX_WEIGHT_BYTES_ENV})")
-
-
-@functools.lru_cache(maxsize=1)
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed blocks for reuse instead of returning them to the OS.
-
-    By default glibc serves large allocations with mmap and unmaps them on
-    free, so every activation-sized tensor of a forward pass is page-faulted
-    in afresh. With non-inplace activations and adds (the house rule that
-    keeps Captum's hooks right) a forward allocates hundreds of them: raising
-    the mmap and trim thresholds made Xception's batch-8 CPU forward several
-    times faster here (tests/bench/bench_build.py). Returns whether it applied.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (e.g. musl)
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
 def build_model(spec: Spec, *, max_weight_bytes: int | None = None, seed: int | None = 0) -> SpecNet:

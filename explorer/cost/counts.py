@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from explorer.errors import UsageError, unknown
-from explorer.spec import INPUT, Layer, Spec, kind_info, param_count, spec_layers
-from explorer.spec.layers import free_after
+from explorer.spec import Layer, Spec, kind_info, param_count, spec_layers
+from explorer.spec.budget import peak_activation_bytes
 
 Level = Literal["layer", "block", "flow", "kind"]
 LEVELS: tuple[str, ...] = ("layer", "block", "flow", "kind")
@@ -119,31 +119,6 @@ def _row(c: LayerCost) -> dict:
     row["in_shape"], row["out_shape"] = list(c.in_shape), list(c.out_shape)
     row["flops"] = c.flops
     return row
-
-
-def peak_activation_bytes(layers: list[Layer], batch: int = 1, dtype_bytes: int = 4) -> int:
-    """Peak bytes of tensors alive at once in one eval forward, input included.
-
-    Walks the layers in execution order: each output is allocated while its
-    inputs are still alive, and a tensor is freed after its last reader, as
-    the built network's forward does. The input stays alive throughout: the
-    caller holds it for the whole call.
-    """
-    if not layers:
-        return 0
-    live = {INPUT: math.prod(layers[0].in_shape) * batch * dtype_bytes}
-    current = peak = live[INPUT]
-    frees = free_after(layers, training=False)
-    for layer, free in zip(layers, frees):
-        if layer.train_only:
-            continue
-        live[layer.name] = math.prod(layer.out_shape) * batch * dtype_bytes
-        current += live[layer.name]
-        peak = max(peak, current)
-        for name in free:
-            if name != INPUT and name in live:
-                current -= live.pop(name)
-    return peak
 
 
 def count_costs(spec: Spec, batch: int = 1, dtype: str = "float32") -> CostReport:
