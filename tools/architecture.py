@@ -50,6 +50,8 @@ LAYERS: tuple[Layer, ...] = (
         Part("explorer.jobs", "background tasks: progress, cancel, the heavy-work line",
              reads=("explorer.errors", "explorer.resources")),
         Part("explorer.devices", "device and precision names (no torch)"),
+        Part("explorer.files", "atomic and private writes, uploads kept bounded, temporary folders, safe zips",
+             reads=("explorer.errors", "explorer.resources")),
         Part("explorer.resources", "the limits (defaults, environment, explorer.toml); the allocator",
              reads=("explorer.errors", "explorer.format")),
     )),
