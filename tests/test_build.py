@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from explorer.build import build_model, weight_bytes
+from explorer.errors import UsageError
+from explorer.resources import BudgetError, limit
 from explorer.spec import INPUT, SpecError, load_spec, param_count, spec_layers
 
 
@@ -112,14 +115,26 @@ def test_build_is_seeded():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_memory_limit_is_checked_before_allocating():
+def test_memory_limit_is_checked_before_allocating(monkeypatch):
     spec = load_spec("xception").with_overrides(width=8)
     need = weight_bytes(spec)
-    assert need == 4 * sum(param_count(l) for l in spec_layers(spec)) > 4 * 2**30
-    with pytest.raises(SpecError, match="over the limit of 4.00 GiB"):
+    assert need == 4 * sum(param_count(l) for l in spec_layers(spec)) > int(limit("max_weight_bytes"))
+    with pytest.raises(BudgetError, match="weights of 'xception' would need .* over the limit max_weight_bytes") as e:
         build_model(spec)
-    with pytest.raises(SpecError, match="over the limit"):
+    assert e.value.limit == "max_weight_bytes" and "EXPLORER_MAX_WEIGHT_BYTES" in str(e.value)
+    with pytest.raises(BudgetError, match=r"over the 1\.0 MiB this build allows"):
         build_model(load_spec("xception"), max_weight_bytes=2**20)
+    monkeypatch.setenv("EXPLORER_MAX_WEIGHT_BYTES", "1MiB")  # the environment, read on every build
+    with pytest.raises(BudgetError, match=r"max_weight_bytes = 1\.0 MiB"):
+        build_model(load_spec("mini_xception").with_overrides(width=4))
+
+
+def test_build_refuses_a_seed_out_of_range():
+    spec = load_spec("mini_xception")
+    for seed in (-1, 2**32, 10**23, 1.5, "3"):
+        with pytest.raises(UsageError, match="seed: must be a whole number from 0 to 4,294,967,295"):
+            build_model(spec, seed=seed)
+    assert build_model(spec, seed=2**32 - 1) is not None
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,19 +9,17 @@ intermediate tensor after its last reader, as an eager forward would.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from explorer.build.modules import FACTORIES, Container
-from explorer.resources import keep_freed_memory
-from explorer.spec import INPUT, Kind, Layer, Spec, SpecError, param_count, spec_layers
+from explorer.resources import LIMITS, BudgetError, keep_freed_memory
+from explorer.spec import INPUT, Kind, Layer, Spec, spec_layers
+from explorer.spec.arguments import check_seed
+from explorer.spec.budget import check_budget
 from explorer.spec.layers import free_after
-
-DEFAULT_MAX_WEIGHT_BYTES = 4 * 2**30
-MAX_WEIGHT_BYTES_ENV = "EXPLORER_MAX_WEIGHT_BYTES"
 
 
 def make_module(layer: Layer) -> nn.Module:
@@ -78,33 +76,27 @@ class SpecNet(nn.Module):
         return env[self._output]
 
 
-def weight_bytes(spec: Spec, bytes_per_param: int = 4, layers: Sequence[Layer] | None = None) -> int:
-    """Bytes the spec's parameters take, from the spec alone (nothing allocated)."""
-    layers = spec_layers(spec) if layers is None else layers
-    return bytes_per_param * sum(param_count(layer) for layer in layers)
-
-
-def check_memory(spec: Spec, max_weight_bytes: int | None = None, layers: Sequence[Layer] | None = None) -> None:
-    """Refuse a spec whose fp32 weights would exceed the limit (default 4 GiB or $EXPLORER_MAX_WEIGHT_BYTES)."""
-    limit = max_weight_bytes
-    if limit is None:
-        limit = int(os.environ.get(MAX_WEIGHT_BYTES_ENV, DEFAULT_MAX_WEIGHT_BYTES))
-    need = weight_bytes(spec, layers=layers)
-    if need > limit:
-        raise SpecError("blocks", f"the weights would take {need / 2**30:.2f} GiB, over the limit of "
-                                  f"{limit / 2**30:.2f} GiB (raise it with {MAX_WEIGHT_BYTES_ENV})")
-
-
 def build_model(spec: Spec, *, max_weight_bytes: int | None = None, seed: int | None = 0) -> SpecNet:
     """Build ``spec`` as a :class:`SpecNet` in ``eval()`` mode.
 
     Initialization is seeded (``seed=None`` leaves the global RNG alone), so the
-    same spec gives the same random network every time. The memory check runs
-    before anything is allocated. The first build also tunes the CPU allocator
-    for the process (:func:`keep_freed_memory`).
+    same spec gives the same random network every time; a seed out of range is a
+    :class:`~explorer.errors.UsageError`. Before anything is allocated the spec is
+    held to the limits (:func:`~explorer.spec.budget.check_budget`: layers, fp32
+    weights, and one image's activations): a :class:`~explorer.resources.BudgetError`
+    names the limit and how to raise it. ``max_weight_bytes`` lowers the weight limit
+    for this call. The first build also tunes the CPU allocator for the process
+    (:func:`keep_freed_memory`).
     """
-    layers = spec_layers(spec)  # once: the memory check and the network read the same list
-    check_memory(spec, max_weight_bytes, layers)
+    if seed is not None:
+        seed = check_seed(seed)
+    layers = spec_layers(spec)  # once: the budget check and the network read the same list
+    need = check_budget(spec, layers=layers)
+    if max_weight_bytes is not None and need.weight_bytes > max_weight_bytes:
+        entry = LIMITS["max_weight_bytes"]
+        raise BudgetError("max_weight_bytes", f"the weights of '{spec.name}' would need "
+                                              f"{entry.format(need.weight_bytes)}, over the "
+                                              f"{entry.format(max_weight_bytes)} this build allows")
     keep_freed_memory()
     if seed is None:
         model = SpecNet(spec, layers)

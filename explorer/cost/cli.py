@@ -18,15 +18,17 @@ from explorer.errors import UsageError
 from explorer.spec import load_spec
 from explorer.spec.arguments import add_spec_arguments, resolve_spec
 
+MAX_BATCH = 2**20  # a ceiling on the arithmetic (a batch is held to the memory limits where it runs)
+
 
 def parse_batch(text: str) -> int:
-    """``--batch`` as a whole number of at least 1, else a one-line :class:`UsageError`."""
+    """``--batch`` as a whole number from 1 to :data:`MAX_BATCH`, else a one-line :class:`UsageError`."""
     try:
-        batch = int(text)
+        batch = int(text) if len(text) <= 20 else 0
     except ValueError:
         batch = 0
-    if batch < 1:
-        raise UsageError("batch", f"must be a whole number of at least 1, got '{text}'")
+    if not 1 <= batch <= MAX_BATCH:
+        raise UsageError("batch", f"must be a whole number from 1 to {MAX_BATCH:,}, got '{text[:40]}'")
     return batch
 
 

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from explorer.devices import DEVICE_HELP, DEVICES
+from explorer.files import atomic_write_bytes, atomic_write_text
 from explorer.spec import parse_assignments
+from explorer.spec.arguments import seed_value
 from explorer.weights.arguments import add_model_arguments
 
 METHODS_HEADING = "methods and their options with defaults (--option KEY=VALUE):"
@@ -21,10 +23,12 @@ def _slug(text: str) -> str:
 
 def _explain(args: argparse.Namespace) -> int:
     from explorer.explain import get_method, parse_option_assignments
-    from explorer.explain.api import explain_image
+    from explorer.explain.api import explain_decoded, load_for_explain
     from explorer.explain.errors import EmptyMapError
+    from explorer.explain.options import resolve_options
     from explorer.explain.progress import tqdm_progress
     from explorer.explain.views import png_bytes, render
+    from explorer.infer import decode_image
 
     method = get_method(args.method)
     options = parse_option_assignments(args.options)
@@ -32,10 +36,13 @@ def _explain(args: argparse.Namespace) -> int:
     progress, close = (None, lambda: None)
     if method.reports_progress and not args.quiet:
         progress, close = tqdm_progress(method.title)
+    resolve_options(method.name, method.options, options)  # a typo fails now, not after loading the weights
     try:
-        result = explain_image(args.image, args.model, args.weights, method.name, layer=args.layer,
-                               target=args.target, knobs=knobs or None, device=args.device, seed=args.seed,
-                               progress=progress, fold=not args.as_built, **options)
+        # in two steps, as explain_image does them: a method option may be called seed too (SmoothGrad's)
+        loaded = load_for_explain(args.model, args.weights, knobs=knobs or None, seed=args.seed)
+        result = explain_decoded(loaded, decode_image(args.image), method.name, layer=args.layer,
+                                 target=args.target, device=args.device, progress=progress,
+                                 fold=not args.as_built, **options)
     finally:
         close()
     out = Path(args.out)
@@ -43,7 +50,7 @@ def _explain(args: argparse.Namespace) -> int:
     model_name = result.model.split(" ")[0] if result.model else "model"
     stem = f"{_slug(Path(str(args.image)).stem)}_{_slug(model_name)}_{method.name}"
     paths = {"npy": out / f"{stem}.npy", "json": out / f"{stem}.json"}
-    paths["npy"].write_bytes(result.npy_bytes())
+    atomic_write_bytes(paths["npy"], result.npy_bytes(), mode=None)
     summary = result.summary()
     sign = args.sign or result.default_sign
     summary["view"] = {"sign": sign, "scale": "per-map"}
@@ -53,9 +60,9 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"note: {exc}", file=sys.stderr)
     else:
         paths["png"] = out / f"{stem}.png"
-        paths["png"].write_bytes(png_bytes(picture))
+        atomic_write_bytes(paths["png"], png_bytes(picture), mode=None)
     summary["files"] = {k: str(v) for k, v in paths.items()}
-    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(paths["json"], json.dumps(summary, indent=2) + "\n", mode=None)
     what = f"class {result.target}" + (f" ({result.target_label})" if result.target_label else "")
     where = f" at {result.layer}" if result.layer else ""
     said = ""
@@ -115,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sign", default=None, choices=("signed", "absolute", "positive"),
                    help="which values the PNG shows (default: the method's usual view)")
     p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of random weights (default 0)")
     p.add_argument("--as-built", action="store_true",
                    help="run Saliency, IG, SmoothGrad and Occlusion on the model as built instead of the folded "
                         "copy (batch norms folded into the convs: the same map up to float rounding, a little "

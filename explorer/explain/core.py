@@ -10,6 +10,10 @@ methods that hook nothing (Saliency, Integrated Gradients, SmoothGrad,
 Occlusion) run by default on the folded replica of a spec network (batch
 norms folded into the convs: the same function, less work and memory);
 ``fold=False`` runs them on the model as built.
+
+Before a spec network runs, the activations one pass of the method holds
+(its internal batch, with gradients or not) are held to the
+``max_activation_bytes`` limit (:func:`check_explain_budget`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from explorer import resources
 from explorer.explain.base import Job, Method, get_method
 from explorer.explain.errors import ExplainError
 from explorer.explain.layers import resolve_layer
@@ -35,6 +40,9 @@ from explorer.explain.safety import (
     prefers_channels_last,
     private_model,
 )
+from explorer.resources import BudgetError
+from explorer.spec import Spec
+from explorer.spec.budget import needs
 
 
 def _as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +107,48 @@ def resolve_target(target: Any, classes: int, names: Sequence[str] | None = None
     return index
 
 
+# The methods that run several images per pass: the option that sets how many, and what it counts.
+_PASS_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "ig": ("internal_batch_size", "steps", "path points per pass"),
+    "smoothgrad": ("nt_samples_batch_size", "nt_samples", "noisy copies per pass"),
+    "occlusion": ("perturbations_per_eval", "", "patches per pass"),
+}
+
+
+def pass_batch(method: Method, options: dict[str, Any], inputs: torch.Tensor) -> tuple[int, bool, str | None]:
+    """How many images one pass of ``method`` holds at once, whether it keeps what the backward needs
+    (every method but Occlusion, which only runs forward), and what to lower when that is too much."""
+    entry = _PASS_OPTIONS.get(method.name)
+    if entry is None:
+        return 1, True, None
+    option, total, words = entry
+    most = options[total] if total else method.positions(options, inputs)  # occlusion: patch positions
+    return max(1, min(options[option], most)), method.name != "occlusion", f"the {words} ({option})"
+
+
+def check_explain_budget(model: nn.Module, method: str | Method, options: dict[str, Any],
+                         inputs: torch.Tensor) -> None:
+    """Refuse (:class:`~explorer.resources.BudgetError`) an explanation whose one pass would hold more
+    activations than ``max_activation_bytes``: the method's internal batch (:func:`pass_batch`) through
+    ``model``'s spec at the input's size, with gradients for the gradient methods. Only spec networks
+    (:class:`explorer.build.SpecNet`) are checked; ``options`` are the method's resolved options."""
+    spec, layers = getattr(model, "spec", None), getattr(model, "layers", None)
+    if not isinstance(spec, Spec) or not layers:
+        return
+    m = get_method(method)
+    batch, gradients, lower = pass_batch(m, options, inputs)
+    dtype_bytes = torch.empty((), dtype=_input_dtype(model)).element_size()
+    need = needs(spec, batch=batch, dtype_bytes=dtype_bytes, gradients=gradients, layers=layers)
+    h, w = inputs.shape[-2:]
+    activations = need.activation_bytes * int(h) * int(w) // spec.input_size**2  # at the input's own size
+    what = f"{m.title} on '{spec.name}' at {batch} image{'s' if batch > 1 else ''} per pass" + \
+        (", with gradients" if gradients else "")
+    try:
+        resources.check("max_activation_bytes", what, activations)
+    except BudgetError as exc:
+        raise BudgetError(exc.limit, f"{exc}; or lower {lower or 'the input size (input_size)'}") from None
+
+
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     # no_grad, not inference_mode: x goes on to attribution afterwards
     with torch.no_grad():
@@ -129,11 +179,14 @@ def explain_tensor(model: nn.Module, x: torch.Tensor, method: str | Method = "sa
     model as built; the result's ``folded`` says which ran. Grad-CAM and the guided methods always
     run on the model as built.
     ``options``: the method's options (see ``get_method(name).options``).
-    Raises :class:`ExplainError` for a bad method, option, layer or target.
+    Raises :class:`ExplainError` for a bad method, option, layer or target, and
+    :class:`~explorer.resources.BudgetError` (before any pass) when one pass would hold more
+    activations than the ``max_activation_bytes`` limit.
     """
     m = get_method(method)
     inputs = _as_batch(x)
     opts = m.resolve(dict(options), inputs)
+    check_explain_budget(model, m, opts, inputs)  # before the replica, the copy of the input, any pass
     notes: list[str] = []
     layer_name = None
     if m.uses_layer:

@@ -11,6 +11,7 @@ import json
 
 from explorer.devices import DEVICE_HELP, DEVICES
 from explorer.spec import parse_assignments
+from explorer.spec.arguments import seed_value
 from explorer.weights.arguments import add_model_arguments
 
 
@@ -124,7 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-built", action="store_true",
                    help="run Saliency, IG, SmoothGrad and Occlusion on the model as built, not the folded copy")
     p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw and of random weights (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0,
+                   help="seed of every random draw and of random weights (default 0)")
     p.add_argument("--json", action="store_true", help="print the whole scorecard as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_score)

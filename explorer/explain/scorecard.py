@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from explorer.explain.base import get_method
-from explorer.explain.core import explain_tensor, resolve_target
+from explorer.explain.core import check_explain_budget, explain_tensor, resolve_target
 from explorer.explain.errors import ExplainError
 from explorer.explain.estimate import count_passes
 from explorer.explain.metrics import (
@@ -61,6 +61,7 @@ from explorer.explain.options import resolve_options
 from explorer.explain.progress import ProgressFn
 from explorer.explain.safety import ReplicaPool
 from explorer.explain.views import to_map
+from explorer.resources import BudgetError
 
 LOWER, HIGHER = "lower", "higher"
 
@@ -672,6 +673,7 @@ def score(images: Sequence[Any], spec_or_loaded: Any = None, *, weights: str = "
         raise ExplainError("no images to score: give at least one")
     loaded = load_for_explain(spec_or_loaded, weights, knobs=knobs, seed=seed, download=download)
     decoded = [image if isinstance(image, DecodedImage) else decode_image(image) for image in images]
+    _check_budget(loaded, batch, method_list, chosen_options, decoded)
     xs = loaded.inputs([d.image for d in decoded])
     if target is not None:
         resolve_target(target, len(loaded.classes), loaded.classes)  # before any work
@@ -688,6 +690,27 @@ def score(images: Sequence[Any], spec_or_loaded: Any = None, *, weights: str = "
                                       "flows from the top down, cumulative; Spearman rank correlation of |map|"}
     card.notes = list(loaded.notes) + [note for d in decoded for note in d.notes] + ([fallback] if fallback else [])
     return card
+
+
+def _check_budget(loaded: Any, batch: int, methods: Sequence[str], options: Mapping[str, Mapping[str, Any]],
+                  decoded: Sequence[Any]) -> None:
+    """Refuse a card whose passes would hold more activations than ``max_activation_bytes``, before any
+    work: the batched forward passes (curves, infidelity) at ``batch``, and each method's maps."""
+    from explorer.spec.budget import check_budget
+
+    try:
+        check_budget(loaded.spec, batch=batch, what=f"the scorecard's forward passes of '{loaded.spec.name}'",
+                     layers=loaded.layers)
+    except BudgetError as exc:
+        raise BudgetError(exc.limit, f"{exc}; or lower the images per forward pass (batch)") from None
+    x = loaded.inputs([decoded[0].image])  # one image: the methods' "auto" options depend on it
+    for name in methods:
+        method = get_method(name)
+        try:
+            resolved = method.resolve(dict(options.get(name, {})), x)
+        except ExplainError:
+            continue  # the card notes it for this method alone
+        check_explain_budget(loaded.model, method, resolved, x)
 
 
 def _method_order() -> list[str]:

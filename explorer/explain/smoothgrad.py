@@ -8,6 +8,7 @@ from captum.attr import NoiseTunnel, Saliency
 from explorer.explain.base import Job, Method, register
 from explorer.explain.options import Option
 from explorer.explain.progress import batch_count
+from explorer.spec.arguments import MAX_SEED
 
 NOISE_FRACTION = 0.15  # the paper's noise level: 15 % of the input's value range
 
@@ -45,7 +46,7 @@ class SmoothGradMethod(Method):
                                       "value range, as in the paper)", minimum=0.0),
         Option("nt_samples_batch_size", int, 4, "noisy copies per forward/backward pass", minimum=1, maximum=4096),
         Option("abs", bool, False, "average the gradients' magnitudes instead of the gradients"),
-        Option("seed", int, 0, "seed of the noise (same seed, same map)", minimum=0),
+        Option("seed", int, 0, "seed of the noise (same seed, same map)", minimum=0, maximum=MAX_SEED),
     )
     reports_progress = True
     clean_first_call = False

@@ -1,4 +1,9 @@
-"""``classify(images, spec, weights=...)``: decode, preprocess, run and rank, with timings and notes."""
+"""``classify(images, spec, weights=...)``: decode, preprocess, run and rank, with timings and notes.
+
+Before the images are preprocessed, the run is held to the ``max_activation_bytes``
+limit (:func:`check_classify_budget`): the input batch of every image, and one
+forward pass at the batch size and precision used.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,13 @@ from typing import Mapping, Sequence
 import torch
 from PIL import Image
 
+from explorer import resources
 from explorer.errors import UsageError
 from explorer.infer.device import ForwardResult, check_precision, resolve_device, run_model, with_cpu_fallback
 from explorer.infer.images import DecodedImage, ImageError, ImageSource, decode_image
+from explorer.resources import BudgetError
 from explorer.spec import Spec
+from explorer.spec.budget import check_budget
 from explorer.weights import LoadedModel, load_model
 
 
@@ -96,12 +104,35 @@ def decode_all(images: ImageSource | Sequence[ImageSource], *, errors: str = "ra
     return out
 
 
+def check_classify_budget(loaded: LoadedModel, images: int, *, batch_size: int = 32, precision: str = "fp32",
+                          device: str | torch.device = "auto") -> None:
+    """Refuse (:class:`~explorer.resources.BudgetError`) a classification over ``max_activation_bytes``:
+    the ``images`` preprocessed at once (fp32), or one forward pass at ``min(batch_size, images)`` in the
+    precision ``device`` runs (2 bytes a value for bf16 and fp16, else 4)."""
+    spec = loaded.spec
+    if images < 1:
+        return
+    used, _ = check_precision(precision, resolve_device(device))
+    resources.check("max_activation_bytes", f"the {images:,} preprocessed images",
+                    images * spec.in_channels * spec.input_size**2 * 4)
+    batch = max(1, min(int(batch_size), images))  # as run_model slices the batch
+    try:
+        check_budget(spec, batch=batch, dtype_bytes=4 if used == "fp32" else 2,
+                     what=f"classifying with '{spec.name}' ({used})", layers=loaded.layers)
+    except BudgetError as exc:
+        if batch == 1:
+            raise
+        raise BudgetError(exc.limit, f"{exc}; or lower the batch size (batch_size)") from None
+
+
 def predict(loaded: LoadedModel, x: torch.Tensor, *, device: str | torch.device = "auto", precision: str = "fp32",
             batch_size: int = 32) -> tuple[torch.Tensor, ForwardResult, list[str]]:
     """Probabilities (N x classes, fp32, CPU) for preprocessed inputs ``x``, under ``no_grad``.
 
-    Falls back to the CPU, with a note, when the accelerator runs out of memory.
+    Falls back to the CPU, with a note, when the accelerator runs out of memory. A pass over the
+    ``max_activation_bytes`` limit is refused first (:func:`check_classify_budget`).
     """
+    check_classify_budget(loaded, len(x), batch_size=batch_size, precision=precision, device=device)
     target = resolve_device(device)
     notes: list[str] = []
 
@@ -140,6 +171,7 @@ def classify(images: ImageSource | Sequence[ImageSource], spec_or_loaded: Spec |
     else:
         loaded = load_model(spec_or_loaded, weights, knobs=knobs, seed=seed, download=download)
     good = [d for d in decoded if isinstance(d, DecodedImage)]
+    check_classify_budget(loaded, len(good), batch_size=batch_size, precision=precision, device=device)
     start = time.perf_counter()
     x = loaded.inputs([d.image for d in good]) if good else None
     preprocess_ms = (time.perf_counter() - start) * 1000

@@ -8,6 +8,7 @@ import sys
 
 from explorer.devices import DEVICE_HELP, DEVICES, PRECISION_HELP, PRECISION_NAMES
 from explorer.spec import parse_assignments
+from explorer.spec.arguments import seed_value
 from explorer.weights.arguments import add_model_arguments
 
 EXIT_USER_ERROR = 2
@@ -56,6 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=PRECISION_NAMES, help=PRECISION_HELP)
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes to show (default 5)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the random weights (default 0)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=_classify)

@@ -13,10 +13,11 @@ from explorer.spec.knobs import (
     parse_assignments,
 )
 from explorer.spec.layers import INPUT, Layer, param_count, spec_layers
-from explorer.spec.schema import Spec
+from explorer.spec.schema import Spec, SpecBudgetError
 
 __all__ = [
-    "INPUT", "KINDS", "KNOBS", "KNOB_HELP", "ExplorerError", "Kind", "KindInfo", "Layer", "Spec", "SpecError",
+    "INPUT", "KINDS", "KNOBS", "KNOB_HELP", "ExplorerError", "Kind", "KindInfo", "Layer", "Spec", "SpecBudgetError",
+    "SpecError",
     "apply_knobs", "changed_knobs", "dump_yaml", "kind_info", "knob_applies", "knob_values", "list_presets",
     "load_spec", "param_count", "parse_assignments", "parse_spec", "spec_layers",
 ]

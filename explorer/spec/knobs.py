@@ -13,9 +13,11 @@ import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import Annotated
 
+from explorer import resources
 from explorer.errors import SpecError, UsageError
+from explorer.spec.io import load_yaml, short
 from explorer.spec.layers import spec_layers
-from explorer.spec.schema import Spec, block_paths
+from explorer.spec.schema import MAX_CLASSES, MAX_INT, Spec, SpecBudgetError, block_paths
 
 _TYPES: dict[str, Any] = {
     "residual": bool,
@@ -23,9 +25,9 @@ _TYPES: dict[str, Any] = {
     "mid_activation": Literal["none", "relu", "elu"],
     "middle_repeats": Annotated[int, Field(ge=0, le=64)],
     "width": Annotated[float, Field(gt=0, le=16)],
-    "segments": Union[Annotated[int, Field(ge=1)], Literal["depthwise"]],
-    "input_size": Annotated[int, Field(ge=1, le=4096)],
-    "num_classes": Annotated[int, Field(ge=1)],
+    "segments": Union[Annotated[int, Field(ge=1, le=MAX_INT)], Literal["depthwise"]],
+    "input_size": Annotated[int, Field(ge=1, le=MAX_INT)],  # and at most the max_input_size limit (coerce_knob)
+    "num_classes": Annotated[int, Field(ge=1, le=MAX_CLASSES)],
     "aux_logits": bool,
 }
 
@@ -55,13 +57,20 @@ def coerce_knob(name: str, value: Any) -> Any:
         raise SpecError(name, f"unknown knob (known: {', '.join(KNOBS)})")
     if isinstance(value, str):
         try:
-            value = yaml.safe_load(value) if value.strip() else value
+            value = load_yaml(value) if value.strip() else value
         except yaml.YAMLError:
             pass
+        except SpecError as exc:  # bounded reading: nested too deep, too many aliases, a number too long
+            raise SpecError(name, f"bad value: {exc.reason}") from None
     try:
-        return TypeAdapter(_TYPES[name]).validate_python(value, strict=False)
+        value = TypeAdapter(_TYPES[name]).validate_python(value, strict=False)
     except ValidationError as exc:
-        raise SpecError(name, f"bad value {value!r}: {exc.errors()[0]['msg']}") from None
+        raise SpecError(name, f"bad value {short(repr(value) if isinstance(value, str) else value)}: "
+                              f"{exc.errors()[0]['msg']}") from None
+    if name == "input_size" and value > int(resources.limit("max_input_size")):
+        raise SpecBudgetError(name, str(resources.over("max_input_size", "the input", value)),
+                              "max_input_size")
+    return value
 
 
 def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, Any]:

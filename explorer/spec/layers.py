@@ -7,6 +7,11 @@ image), its input and output shapes (per sample, no batch axis) and the
 arguments its module is built with. The builder turns layers into modules,
 the cost model prices them, the graph draws them, each reading what a layer's
 kind means from one table (:mod:`explorer.spec.kinds`); no torch here.
+
+Unrolling stops, with one error, as soon as the network has more layers than
+the ``max_layers`` limit, or a layer is beyond any sane size
+(:data:`MAX_LAYER_VALUES`, :data:`MAX_LAYER_MACS`): the costs of what passes
+stay ordinary 64-bit numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
+from explorer import resources
 from explorer.errors import SpecError
 from explorer.format import shape as _fmt
 from explorer.spec.kinds import Kind, kind_info
@@ -30,6 +36,7 @@ from explorer.spec.schema import (
     PoolStep,
     SepConvBlock,
     Spec,
+    SpecBudgetError,
     SplitStep,
     XceptionBlock,
     block_paths,
@@ -38,6 +45,11 @@ from explorer.spec.schema import (
 
 INPUT = "input"
 Shape = tuple[int, ...]
+
+# Sanity caps on one layer, per image, far above any real network (Xception's largest layer: 3.2 M
+# values, 0.4 G multiply-adds): a layer beyond them is refused while unrolling, not priced.
+MAX_LAYER_VALUES = 2**40
+MAX_LAYER_MACS = 2**50
 
 
 @dataclass(frozen=True)
@@ -66,13 +78,26 @@ class _Walker:
         self.block = ""
         self.where = ""
         self.train_only = False
+        self.max_layers = int(resources.limit("max_layers"))
 
     # -- emitting -----------------------------------------------------------
     def emit(self, name: str, kind: Kind, inputs: tuple[str, ...], in_shape: Shape,
-             out_shape: Shape, separable: str | None = None, **config: Any) -> tuple[str, Shape]:
+             out_shape: Shape, separable: str | None = None, macs: int = 0, **config: Any) -> tuple[str, Shape]:
         if any(d <= 0 for d in out_shape):
             raise SpecError(self.where, f"'{name}' would output {_fmt(out_shape)}: the input is too small "
                                         f"for the network's kernels and strides (input_size {self.spec.input_size})")
+        if math.prod(out_shape) > MAX_LAYER_VALUES:
+            raise SpecError(self.where, f"'{name}' would output {_fmt(out_shape)}: over {MAX_LAYER_VALUES:,} "
+                                        "values per image")
+        if macs > MAX_LAYER_MACS:
+            raise SpecError(self.where, f"'{name}' would take {macs:.3g} multiply-adds per image, over "
+                                        f"{MAX_LAYER_MACS:.3g}")
+        if len(self.layers) >= self.max_layers:
+            limit = resources.LIMITS["max_layers"]
+            raise SpecBudgetError(self.where, f"'{self.spec.name}' would need more than "
+                                              f"{limit.format(self.max_layers)}, over the limit max_layers = "
+                                              f"{limit.format(self.max_layers)} "
+                                              f"({resources.how_to_raise('max_layers')})", "max_layers")
         self.layers.append(Layer(name, kind, self.flow, self.block, inputs, in_shape, out_shape,
                                  config, self.train_only, separable))
         return name, out_shape
@@ -91,6 +116,7 @@ class _Walker:
                             f"{out} output channels of '{name}' are not divisible by {groups} segments")
         oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         return self.emit(name, kind, (src,), shape, (out, oh, ow), separable=separable,
+                         macs=out * max(oh, 0) * max(ow, 0) * (c // groups) * kh * kw,
                          in_channels=c, out_channels=out, kernel=(kh, kw), stride=(sh, sw),
                          padding=(ph, pw), groups=groups, bias=bias)
 
@@ -110,7 +136,8 @@ class _Walker:
         if padding * 2 > kernel:
             raise SpecError(self.where + ".padding", f"pool padding {padding} exceeds half the kernel {kernel}")
         oh, ow = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
-        return self.emit(name, Kind.POOL, (src,), x[1], (c, oh, ow), mode=mode, kernel=(kernel, kernel),
+        return self.emit(name, Kind.POOL, (src,), x[1], (c, oh, ow), macs=c * max(oh, 0) * max(ow, 0) * kernel**2,
+                         mode=mode, kernel=(kernel, kernel),
                          stride=(stride, stride), padding=(padding, padding))
 
     def conv_bn_act(self, prefix: str, x: tuple[str, Shape], out: int, kernel: Any, stride: Any,
@@ -219,7 +246,8 @@ class _Walker:
             raise SpecError(self.where, f"'{name}' needs a flat input: put a global_avg pool before it "
                                         f"(it gets {_fmt(x[1])})")
         return self.emit(name, Kind.LINEAR, (x[0],), x[1], (self.spec.num_classes,),
-                         in_features=x[1][0], out_features=self.spec.num_classes, bias=bias)
+                         macs=x[1][0] * self.spec.num_classes, in_features=x[1][0],
+                         out_features=self.spec.num_classes, bias=bias)
 
     def block_input_affine(self, b: InputAffineBlock, p: str, x: tuple[str, Shape]) -> tuple[str, Shape]:
         return self.emit(p, Kind.AFFINE, (x[0],), x[1], x[1], scale=tuple(b.scale), shift=tuple(b.shift))
@@ -227,6 +255,9 @@ class _Walker:
     def run(self) -> list[Layer]:
         spec = self.spec
         x: tuple[str, Shape] = (INPUT, (spec.in_channels, spec.input_size, spec.input_size))
+        if math.prod(x[1]) > MAX_LAYER_VALUES:
+            raise SpecError("in_channels", f"the input would be {_fmt(x[1])}: over {MAX_LAYER_VALUES:,} values "
+                                           "per image")
         for index, block in enumerate(spec.blocks):
             self.flow = block.flow
             for path in block_paths(block):

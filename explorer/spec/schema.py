@@ -3,7 +3,14 @@
 A spec describes a network as an ordered list of blocks. It holds only what a
 person chooses (channels, kernels, strides, ablation switches), never derived
 values such as input channels or shapes: those come from shape propagation in
-:mod:`explorer.cost.layers`.
+:mod:`explorer.spec.layers`.
+
+Validation is cheap and bounded before anything is unrolled: every whole number
+has a ceiling (no huge number reaches the shape or cost arithmetic), a block's
+``repeat`` and the blocks' instances together are held to the ``max_layers``
+limit and ``input_size`` to ``max_input_size`` (:mod:`explorer.resources`), and
+no block or step may take a name the built modules already use as an
+attribute (:data:`RESERVED_NAMES`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from explorer import resources
+from explorer.errors import SpecError
+from explorer.resources import BudgetError
+
 Activation = Literal["none", "relu", "elu"]
 Residual = Literal["projection", "identity", "none"]
 PoolMode = Literal["max", "avg"]
@@ -21,8 +32,62 @@ PoolMode = Literal["max", "avg"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
+# Ceilings on the numbers a spec holds: far above any real network, low enough that the products of
+# shape propagation and costing stay ordinary 64-bit numbers (see also explorer.spec.layers' per-layer caps).
+MAX_INT = 2**31 - 1
+MAX_CLASSES = 2**20  # a name is made for every class: a million is plenty and costs ~70 MB
+
+PosInt = Annotated[int, Field(ge=1, le=MAX_INT)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+
+# Attributes of the built network (explorer.build.SpecNet) and of the containers of its module tree:
+# a block or step with one of these names would collide with them when the module is added
+# (``forward``, ``training``, ``state_dict``...). Names with a leading underscore (torch's internals,
+# dunders) are refused by rule; so are the copies of a repeated block that would take one (a block
+# 'bfloat' repeated 16 times). torch is not imported here: tests/test_budget.py checks this set against
+# a built network.
+RESERVED_NAMES: frozenset[str] = frozenset({
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
+    "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer",
+    "get_extra_state", "get_parameter", "get_submodule", "half", "ipu", "layers", "load_state_dict", "modules",
+    "mtia", "named_buffers", "named_children", "named_modules", "named_parameters", "parameters",
+    "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+    "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "set_extra_state",
+    "set_submodule", "share_memory", "spec", "state_dict", "to", "to_empty", "train", "training", "type",
+    "xpu", "zero_grad",
+})
+
+
+class SpecBudgetError(SpecError, BudgetError):
+    """A spec over one of the limits (``max_layers``, ``max_input_size``): a :class:`SpecError` naming the
+    field and a :class:`~explorer.resources.BudgetError` naming the limit (``limit``) and how to raise it."""
+
+    def __init__(self, path: str, reason: str, limit: str) -> None:
+        self.path, self.reason, self.limit = path, reason, limit
+        Exception.__init__(self, f"{path}: {reason}" if path else reason)
+
+
+def _reserved(part: str) -> str | None:
+    """Why ``part`` (one dotted part of a module path) cannot be a module name, or None."""
+    if part.startswith("_"):
+        return f"'{part}' starts with an underscore (kept for the modules' internals)"
+    if part in RESERVED_NAMES:
+        return f"'{part}' is an attribute of the built modules (reserved)"
+    return None
+
+
+def _reserved_copy(name: str, repeat: int) -> str | None:
+    """The first of the copies ``name1..name{repeat}`` whose last part is a reserved name, or None."""
+    last = name.rsplit(".", 1)[-1]
+    for reserved in sorted(RESERVED_NAMES):
+        number = reserved[len(last):]
+        if reserved.startswith(last) and number.isdigit() and number[0] != "0" and int(number) <= repeat:
+            return reserved
+    return None
+
+
 Pair = Union[PosInt, tuple[PosInt, PosInt]]
 PadPair = Union[NonNegInt, tuple[NonNegInt, NonNegInt]]
 
@@ -49,7 +114,23 @@ class _Block(_Frozen):
     def _check_name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must be dotted Python identifiers, e.g. 'entry.block1'")
+        for part in value.split("."):
+            if (why := _reserved(part)) is not None:
+                raise ValueError(f"{why}: choose another name")
         return value
+
+    @field_validator("repeat")
+    @classmethod
+    def _check_repeat(cls, value: int | None) -> int | None:
+        if value is not None:
+            resources.check("max_layers", f"{value:,} copies", value)  # each copy is a layer at least
+        return value
+
+    @model_validator(mode="after")
+    def _check_copies(self) -> "_Block":
+        if self.repeat and (taken := _reserved_copy(self.name, self.repeat)) is not None:
+            raise ValueError(f"repeat: copy '{taken}' would be an attribute of the built modules (reserved)")
+        return self
 
 
 class ConvBlock(_Block):
@@ -143,6 +224,8 @@ Step = Annotated[Union[ConvStep, PoolStep, SplitStep], Field(discriminator="op")
 def _step_name(value: str) -> str:
     if not _STEP_NAME.match(value):
         raise ValueError("must be a Python identifier")
+    if (why := _reserved(value)) is not None:
+        raise ValueError(f"{why}: choose another name")
     return value
 
 
@@ -256,12 +339,21 @@ class Spec(_Frozen):
     description: str = ""
     input_size: PosInt = 299
     in_channels: PosInt = 3
-    num_classes: PosInt = 1000
+    num_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)] = 1000
     bn_eps: float = Field(default=1e-5, gt=0)
     blocks: list[Block] = Field(min_length=1)
 
+    @field_validator("input_size")
+    @classmethod
+    def _check_input_size(cls, value: int) -> int:
+        resources.check("max_input_size", "the input", value)
+        return value
+
     @model_validator(mode="after")
     def _unique_paths(self) -> "Spec":
+        # the copies are counted before any is named: a huge repeat is refused in microseconds
+        instances = sum(1 if block.repeat is None else block.repeat for block in self.blocks)
+        resources.check("max_layers", f"the blocks with their repeats ({instances:,} copies)", instances)
         paths = [p for block in self.blocks for p in block_paths(block)]
         seen: set[str] = set()
         for path in paths:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from explorer.errors import SpecError
-from explorer.spec.io import parse_spec
+from explorer.spec.io import load_yaml, parse_spec, short
 from explorer.spec.schema import Spec
 
 COLUMNS: tuple[str, ...] = ("name", "type", "flow", "repeat", "out", "channels", "kernel", "stride",
@@ -53,9 +53,11 @@ def _parse_cell(column: str, value: Any) -> Any:
             inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text  # "[64, 96]" too
             return [_parse_cell(column, part) for part in inner.split(",")]
         try:
-            return yaml.safe_load(text)
+            return load_yaml(text)
         except yaml.YAMLError as exc:
-            raise _CellError(f"'{text}' is not a value: {getattr(exc, 'problem', None) or exc}") from None
+            raise _CellError(f"'{short(text)}' is not a value: {getattr(exc, 'problem', None) or exc}") from None
+        except SpecError as exc:
+            raise _CellError(exc.reason) from None
     if isinstance(value, float) and value != value:  # NaN from an emptied numeric cell
         return None
     if isinstance(value, float) and value.is_integer():
@@ -98,9 +100,11 @@ def spec_from_rows(spec: Spec, rows: list[dict[str, Any]]) -> Spec:
         more = row.get("more")
         if isinstance(more, str) and more.strip():
             try:
-                extra = yaml.safe_load(more)
+                extra = load_yaml(more)
             except yaml.YAMLError as exc:
                 raise SpecError(f"blocks[{i}].more", f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+            except SpecError as exc:
+                raise SpecError(f"blocks[{i}].more", exc.reason) from None
             if not isinstance(extra, dict):
                 raise SpecError(f"blocks[{i}].more", "must be a mapping such as {stride: 2}")
             block.update(extra)
