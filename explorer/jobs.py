@@ -9,16 +9,27 @@ kept, a task's error is kept with that task and the next task runs, and
 :meth:`Job.snapshot` gives a consistent copy of every task's state for a
 page (or a CLI) to draw. No Streamlit here: the app polls a job from a
 fragment, and a test drives one directly.
+
+Heavy work (explanations, scorecards, profiles, training) waits in one
+first-come first-served line per process, :func:`heavy_line`, with the limit
+``heavy_jobs`` places: a ``Job(..., heavy=True)`` takes a place before its
+first task and frees it when it ends, and :func:`heavy_slot` does the same
+for work run on the calling thread. A job waiting there can be cancelled (it
+leaves the line at once) and says its place (:attr:`Job.position`). When the
+last place is freed, the memory the allocator kept is given back to the OS
+(:func:`explorer.resources.release_memory`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from explorer import resources
 from explorer.errors import ExplorerError, UsageError
 
 Report = Callable[[float], None]
@@ -55,6 +66,143 @@ class TaskState:
     started: float | None = field(default=None, repr=False)
 
 
+WAIT_POLL_S = 0.2  # how often work waiting in the line checks for a cancel (and reports its place)
+
+
+class HeavyLine:
+    """The line for heavy work: ``limit("heavy_jobs")`` places (read at every move of the line), the rest
+    wait first come, first served. Holders and waiters are tickets: any object, used once. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: list[object] = []  # first in line first
+        self._holding: set[object] = set()
+        self._places = 1  # the last value read (kept when the limit cannot be read any more)
+
+    def places(self) -> int:
+        """How many heavy jobs may run at once now (the limit ``heavy_jobs``; raises its ConfigError)."""
+        self._places = max(1, int(resources.limit("heavy_jobs")))
+        return self._places
+
+    def _places_now(self) -> int:
+        try:
+            return self.places()
+        except ExplorerError:
+            return self._places
+
+    def _admit(self) -> None:  # under the lock; wakes the waiters when someone got a place
+        places, admitted = self._places_now(), False
+        while self._waiting and len(self._holding) < places:
+            self._holding.add(self._waiting.pop(0))
+            admitted = True
+        if admitted:
+            self._cond.notify_all()
+
+    def join(self, ticket: object) -> None:
+        """Get in line (a free place is taken at once). Raises the limit's ConfigError before joining."""
+        self.places()
+        with self._cond:
+            if ticket in self._waiting or ticket in self._holding:
+                raise RuntimeError("this ticket is already in the line")
+            self._waiting.append(ticket)
+            self._admit()
+
+    def wait(self, ticket: object, timeout: float | None = None) -> bool:
+        """Block until ``ticket`` holds a place or has left the line, or ``timeout`` seconds; True when it
+        holds a place."""
+        with self._cond:
+            self._admit()  # the limit may have been raised meanwhile
+            self._cond.wait_for(lambda: ticket not in self._waiting, timeout)
+            return ticket in self._holding
+
+    def position(self, ticket: object) -> int | None:
+        """``ticket``'s place in line, 1 for the next to run; None when not waiting."""
+        with self._cond:
+            return self._waiting.index(ticket) + 1 if ticket in self._waiting else None
+
+    def holds(self, ticket: object) -> bool:
+        """Whether ``ticket`` holds a place (its work may run)."""
+        with self._cond:
+            return ticket in self._holding
+
+    def withdraw(self, ticket: object) -> None:
+        """Leave the line if still waiting (a place already held is kept until :meth:`leave`)."""
+        with self._cond:
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+                self._admit()
+                self._cond.notify_all()  # its own waiter: it is out of the line
+
+    def leave(self, ticket: object) -> None:
+        """Free ``ticket``'s place (or leave the line); the next in line gets it. When no heavy work runs
+        any more, the memory the allocator kept goes back to the OS."""
+        with self._cond:
+            held = ticket in self._holding
+            self._holding.discard(ticket)
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+            self._admit()
+            self._cond.notify_all()
+            idle = held and not self._holding
+        if idle:
+            resources.release_memory()
+
+    def counts(self) -> tuple[int, int]:
+        """(running, waiting): how many hold a place, how many wait for one."""
+        with self._cond:
+            return len(self._holding), len(self._waiting)
+
+
+_LINE = HeavyLine()
+
+
+def heavy_line() -> HeavyLine:
+    """The process's line for heavy work (every session of the app shares it)."""
+    return _LINE
+
+
+@contextlib.contextmanager
+def heavy_slot(*, cancelled: Callable[[], bool] = lambda: False,
+               on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
+    """Hold a place in the line for heavy work run on the calling thread (the Lab's training).
+
+    Waits for a free place first: ``on_wait(position)`` is called while waiting (about every
+    :data:`WAIT_POLL_S`; 1 is the next to run), and :class:`Cancelled` is raised once ``cancelled()`` is
+    true (the line is left at once). The place is freed when the block ends, also on an error.
+    """
+    line, ticket = heavy_line(), object()
+    line.join(ticket)
+    try:
+        said = None
+        while not line.holds(ticket):
+            if cancelled():
+                raise Cancelled("cancelled while waiting for a free place")
+            now = time.monotonic()
+            if on_wait is not None and (said is None or now - said >= WAIT_POLL_S):
+                position = line.position(ticket)
+                if position is not None:
+                    on_wait(position)
+                said = now
+            line.wait(ticket, WAIT_POLL_S)
+        yield
+    finally:
+        line.leave(ticket)
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``21st``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def wait_message(position: int) -> str:
+    """What a person reads while their work waits in the line:
+    ``Waiting for a free place: 2nd in line (1 heavy job at a time on this server)``."""
+    places = heavy_line()._places_now()
+    return (f"Waiting for a free place: {ordinal(position)} in line ({places} heavy job{'s' * (places > 1)} "
+            f"at a time on this server)")
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for people: a project error's own text, else the exception's type and first line."""
     text = (str(exc).strip().splitlines() or [""])[0]
@@ -67,10 +215,14 @@ class Job:
     """Run ``tasks`` in order on a daemon thread (started by :meth:`start`), cancellable between and
     inside tasks. Thread-safe: the worker writes the states under a lock, readers take snapshots."""
 
-    def __init__(self, tasks: Sequence[Task], *, name: str = "job", alive: Callable[[], bool] | None = None) -> None:
+    def __init__(self, tasks: Sequence[Task], *, name: str = "job", alive: Callable[[], bool] | None = None,
+                 heavy: bool = False) -> None:
         """``alive``: asked at every progress report and between tasks; once it answers False the job
-        cancels itself (nobody is left to see the result, e.g. the browser tab was closed)."""
+        cancels itself (nobody is left to see the result, e.g. the browser tab was closed).
+        ``heavy``: wait in the line for heavy work (:func:`heavy_line`) before the first task; the place
+        is freed when the job ends, however it ends."""
         self.name = name
+        self.heavy = heavy
         self._alive = alive
         self.abandoned = False
         self._tasks = list(tasks)
@@ -89,6 +241,7 @@ class Job:
             if self._thread is not None:
                 return self
             self.started_at = time.monotonic()
+            self._get_in_line()  # now, on the caller's thread: the line's order is the order of the starts
             self._thread = threading.Thread(target=self._work, name=f"explorer-{self.name}", daemon=True)
             self._thread.start()
         return self
@@ -100,12 +253,16 @@ class Job:
                 raise RuntimeError("this job was already started")
             self._thread = threading.current_thread()
             self.started_at = time.monotonic()
+            self._get_in_line()
         self._work()
         return self
 
     def cancel(self) -> None:
-        """Ask the job to stop: the running task stops at its next progress report, no other task starts."""
+        """Ask the job to stop: the running task stops at its next progress report, no other task starts;
+        a job waiting in the line for heavy work leaves it at once."""
         self._cancel.set()
+        if self.heavy:
+            heavy_line().withdraw(self)
         if self._thread is None:  # never started: nothing will run, so it is finished now
             with self._lock:
                 for state in self._states:
@@ -132,6 +289,11 @@ class Job:
     def running(self) -> bool:
         """Started and not finished."""
         return self._thread is not None and not self.finished
+
+    @property
+    def position(self) -> int | None:
+        """While the job waits in the line for heavy work, its place (1: the next to run); else None."""
+        return heavy_line().position(self) if self.heavy else None
 
     def snapshot(self) -> list[TaskState]:
         """A copy of every task's state, in task order (safe to read while the job runs)."""
@@ -179,15 +341,46 @@ class Job:
     # -- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
         try:
-            for task, state in zip(self._tasks, self._states):
-                if self._cancel.is_set() or self._abandoned():
-                    with self._lock:
-                        state.status = CANCELLED
-                    continue
-                self._run_one(task, state)
+            if not self.heavy or self._queue():
+                self._run_all()
+            else:  # cancelled or abandoned while waiting, or refused: no task runs
+                with self._lock:
+                    for state in self._states:
+                        state.status = FAILED if state.status == FAILED else CANCELLED
         finally:
+            self._tasks = []  # the work (and the networks its closures hold) goes; the results stay
+            if self.heavy:
+                heavy_line().leave(self)
             self.finished_at = time.monotonic()
             self._finished.set()
+
+    def _get_in_line(self) -> None:
+        if not self.heavy:
+            return
+        try:
+            heavy_line().join(self)
+        except ExplorerError as exc:  # the limit cannot be read: every task fails, saying why
+            for state in self._states:
+                state.status, state.error = FAILED, describe_error(exc)
+
+    def _queue(self) -> bool:
+        """Wait in the line for heavy work; True once this job holds a place, False when it was cancelled
+        or abandoned while waiting, or could not get in line."""
+        line = heavy_line()
+        if any(state.status == FAILED for state in self._states):
+            return False
+        while not line.wait(self, WAIT_POLL_S):
+            if self._cancel.is_set() or self._abandoned():  # a cancel also took it out of the line
+                return False
+        return True
+
+    def _run_all(self) -> None:
+        for task, state in zip(self._tasks, self._states):
+            if self._cancel.is_set() or self._abandoned():
+                with self._lock:
+                    state.status = CANCELLED
+                continue
+            self._run_one(task, state)
 
     def _abandoned(self) -> bool:
         if self._alive is None or self._alive():

@@ -191,3 +191,168 @@ def test_describe_error():
     assert describe_error(ValueError("bad\nsecond line")) == "ValueError: bad"
     assert describe_error(ExplorerError("one line")) == "one line"
     assert describe_error(KeyError()) == "KeyError"
+
+
+# -- the line for heavy work -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def one_place(monkeypatch):
+    """One heavy job at a time; the line is empty before and after the test, and trims are counted."""
+    from explorer import resources
+    from explorer.jobs import heavy_line
+
+    monkeypatch.setenv("EXPLORER_HEAVY_JOBS", "1")
+    trims: list[int] = []
+    monkeypatch.setattr(resources, "release_memory", lambda: trims.append(1) or True)
+    assert heavy_line().counts() == (0, 0)
+    yield trims
+    assert heavy_line().counts() == (0, 0)  # nothing left holding or waiting
+
+
+def _gate(log: list, name: str):
+    """A task that says it started, then waits for the test to open its gate."""
+    inside, gate = threading.Event(), threading.Event()
+
+    def run(report):
+        log.append(name)
+        inside.set()
+        assert gate.wait(HANG)
+        report(1.0)
+        return name
+    return run, inside, gate
+
+
+def test_heavy_jobs_wait_in_line_first_come_first_served(one_place):
+    log: list[str] = []
+    run_a, inside_a, gate_a = _gate(log, "a")
+    a = Job([Task("a", run_a)], heavy=True).start()
+    assert inside_a.wait(HANG)
+
+    def logged(name):
+        return lambda report: log.append(name) or name
+
+    b = Job([Task("b", logged("b")), Task("b2", logged("b2"))], heavy=True).start()
+    c = Job([Task("c", logged("c"))], heavy=True).start()
+    light = Job([Task("light", logged("light"))]).start()  # not heavy: it does not wait
+    assert light.wait(HANG) and light.results() == ["light"]
+    assert (a.position, b.position, c.position, light.position) == (None, 1, 2, None)
+    assert [s.status for s in b.snapshot()] == [PENDING, PENDING] and not b.finished
+    gate_a.set()
+    assert a.wait(HANG) and b.wait(HANG) and c.wait(HANG)
+    assert log == ["a", "light", "b", "b2", "c"]  # b's whole job, then c: in the order they were started
+    assert (b.position, c.position) == (None, None)
+    assert one_place == [1]  # memory given back once, when the last heavy job ended, not between them
+
+
+def test_a_job_cancelled_while_waiting_leaves_the_line_at_once(one_place):
+    from explorer.jobs import heavy_line
+
+    log: list[str] = []
+    run_a, inside_a, gate_a = _gate(log, "a")
+    a = Job([Task("a", run_a)], heavy=True).start()
+    assert inside_a.wait(HANG)
+    ran: list[str] = []
+    b = Job([Task("b", lambda report: ran.append("b"))], heavy=True).start()
+    c = Job([Task("c", lambda report: ran.append("c"))], heavy=True).start()
+    assert (b.position, c.position) == (1, 2)
+    b.cancel()
+    assert (b.position, c.position) == (None, 1)  # out of the line now, not at its next poll
+    assert b.wait(HANG)  # finished while a still holds the place
+    assert not a.finished and heavy_line().counts() == (1, 1)
+    assert [s.status for s in b.snapshot()] == [CANCELLED]
+    gate_a.set()
+    assert a.wait(HANG) and c.wait(HANG)
+    assert ran == ["c"]
+
+
+def test_the_place_is_freed_when_a_heavy_job_fails(one_place):
+    from explorer.jobs import heavy_line
+
+    def crash(report):
+        raise MemoryError("out of memory")
+
+    bad = Job([Task("crash", crash)], heavy=True).start()
+    assert bad.wait(HANG)
+    assert bad.snapshot()[0].status == FAILED and bad.snapshot()[0].error == "MemoryError: out of memory"
+    assert heavy_line().counts() == (0, 0) and one_place == [1]
+    after = Job([Task("next", _value(2))], heavy=True).start()
+    assert after.wait(HANG) and after.results() == [2]
+
+
+def test_the_number_of_places_is_the_heavy_jobs_limit(one_place, monkeypatch):
+    monkeypatch.setenv("EXPLORER_HEAVY_JOBS", "2")
+    log: list[str] = []
+    run_a, inside_a, gate_a = _gate(log, "a")
+    run_b, inside_b, gate_b = _gate(log, "b")
+    a = Job([Task("a", run_a)], heavy=True).start()
+    b = Job([Task("b", run_b)], heavy=True).start()
+    assert inside_a.wait(HANG) and inside_b.wait(HANG)  # both run at once
+    c = Job([Task("c", _value("c"))], heavy=True).start()
+    assert c.position == 1  # the third waits
+    gate_a.set()
+    assert c.wait(HANG) and c.results() == ["c"]
+    assert not b.finished
+    gate_b.set()
+    assert a.wait(HANG) and b.wait(HANG)
+    assert one_place == [1]
+
+
+def test_an_unreadable_limit_fails_the_job_in_one_line(one_place, monkeypatch):
+    monkeypatch.setenv("EXPLORER_HEAVY_JOBS", "lots")
+    job = Job([Task("a", _value(1)), Task("b", _value(2))], heavy=True).start()
+    assert job.wait(HANG)
+    states = job.snapshot()
+    assert [s.status for s in states] == [FAILED, FAILED]
+    assert "EXPLORER_HEAVY_JOBS" in states[0].error and "\n" not in states[0].error
+
+
+def test_heavy_slot_waits_reports_its_place_and_can_be_cancelled(one_place):
+    from explorer.jobs import heavy_line, heavy_slot, wait_message
+
+    log: list[str] = []
+    run_a, inside_a, gate_a = _gate(log, "a")
+    a = Job([Task("a", run_a)], heavy=True).start()
+    assert inside_a.wait(HANG)
+    seen: list[int] = []
+    with pytest.raises(Cancelled):
+        with heavy_slot(cancelled=lambda: bool(seen), on_wait=seen.append):
+            raise AssertionError("ran without a place")
+    assert seen == [1] and heavy_line().counts() == (1, 0)  # told its place once, then left the line
+    assert wait_message(2) == "Waiting for a free place: 2nd in line (1 heavy job at a time on this server)"
+    gate_a.set()
+    assert a.wait(HANG)
+    # with the place free it runs at once, and frees the place also when the work fails
+    with pytest.raises(ZeroDivisionError):
+        with heavy_slot(on_wait=seen.append):
+            assert heavy_line().counts() == (1, 0)
+            1 / 0
+    assert heavy_line().counts() == (0, 0) and seen == [1] and one_place == [1, 1]
+
+
+def test_ordinals():
+    from explorer.jobs import ordinal
+
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+
+def test_a_finished_job_keeps_its_results_not_its_work():
+    """A page keeps its last job for the results; the network a task's closure held must not stay with it."""
+    import gc
+    import weakref
+
+    class Network:
+        pass
+
+    network = Network()
+    gone = weakref.ref(network)
+
+    def uses(net):
+        return lambda report: "map" if net is not None else "no network"
+
+    job = Job([Task("map", uses(network))]).start()
+    del network
+    assert job.wait(HANG) and job.results() == ["map"]
+    gc.collect()
+    assert gone() is None

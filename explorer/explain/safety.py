@@ -5,11 +5,12 @@ The policy: **every attribution runs on a private replica of the model**
 per-model pool. Why a copy rather than a lock on the shared model:
 
 * Captum's GuidedBackprop / GuidedGradCam hook every ``nn.ReLU`` and
-  LayerGradCam hooks its layer. On a model shared by Streamlit's
-  ``cache_resource`` those hooks would reach *every* thread using the model,
-  not only other explanations: a classify running at that moment would get
-  GuidedBackprop's tensor hooks (which fail under ``no_grad``) or feed its
-  activations to another session's Grad-CAM. A lock is only safe if every
+  LayerGradCam hooks its layer. On a model shared between sessions (the
+  model cache of :func:`explorer.weights.load_model`) those hooks would
+  reach *every* thread using the model, not only other explanations: a
+  classify running at that moment would get GuidedBackprop's tensor hooks
+  (which fail under ``no_grad``) or feed its activations to another
+  session's Grad-CAM. A lock is only safe if every
   user of the model takes it; a replica is safe whatever the others do.
 * A lock would also queue every session behind one 20-second IntegratedGradients.
 * Frozen parameters (``requires_grad=False`` on the replica only) let
@@ -22,6 +23,9 @@ A replica costs one copy of the weights (about 90 MB for the full presets) per
 concurrent explanation; one idle replica per model is kept for the next call
 and dropped when the model's weights change (checked by a fingerprint of
 every parameter's storage and version counter) or the model is collected.
+The idle replicas of a model in :func:`explorer.weights.load_model`'s cache
+count in that model's bytes against the cache's budget, and go when it goes
+(every pool registers itself with :func:`explorer.weights.load.register_keeper`).
 
 A **folded replica** (``borrow(model, folded=True)``) is the same idea for the methods that hook
 nothing (Saliency, Integrated Gradients, SmoothGrad, Occlusion): the gradient-safe inference copy of a
@@ -50,6 +54,8 @@ from itertools import chain
 import torch
 from torch import nn
 from torch.nn.modules import module as _module
+
+from explorer.weights import load as _load
 
 MODULE_HOOK_DICTS: tuple[str, ...] = (
     "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -154,6 +160,7 @@ class ReplicaPool:
         # model -> [(fingerprint of the model it was copied from, folded?, replica, the replica's own hooks,
         #            the replica's named modules)]
         self._idle: weakref.WeakKeyDictionary[nn.Module, list[tuple]] = weakref.WeakKeyDictionary()
+        _load.register_keeper(self)  # the idle replicas count in their model's cache bytes
 
     @contextlib.contextmanager
     def borrow(self, model: nn.Module, folded: bool = False) -> Iterator[nn.Module]:
@@ -194,8 +201,20 @@ class ReplicaPool:
         # if the model changed meanwhile, the next borrower's stamp will not match and drops this one
         with self._lock:
             idle = self._idle.setdefault(model, [])
-            if sum(entry[1] == folded for entry in idle) < self.max_idle:
+            kept = sum(entry[1] == folded for entry in idle) < self.max_idle
+            if kept:
                 idle.append((stamp, folded, *taken))
+        if kept:  # outside the lock: the cache asks every pool what it keeps
+            _load.trim_cache(model)
+
+    def kept(self, model: nn.Module) -> list[nn.Module]:
+        """The idle replicas of ``model`` (for the model cache's byte count)."""
+        return self.idle_replicas(model)
+
+    def forget(self, model: nn.Module) -> None:
+        """Drop the idle replicas of ``model`` (it left the model cache)."""
+        with self._lock:
+            self._idle.pop(model, None)
 
     def idle_replicas(self, model: nn.Module, folded: bool | None = None) -> list[nn.Module]:
         """The replicas of ``model`` waiting for reuse, of one kind or (None) both (for tests: they must

@@ -4,8 +4,10 @@ A measurement runs off the script run, as a :class:`explorer.jobs.Job` on its ow
 polls it (progress and Cancel) and reruns the page once it ends, so the page stays usable. Profiles
 are kept in the session by what they measured (spec digest, device, batch, dtype, inference copy),
 so flipping a knob back shows its profile again without measuring; the graph reads the same store
-to colour its nodes by time. One measurement runs at a time on the machine, whichever session asked
-for it: two at once would time each other (a second one waits, and can be cancelled while it waits).
+to colour its nodes by time. A measurement is heavy work: it waits in the server's line
+(:func:`explorer.jobs.heavy_line`, with the explanations, scorecards and training), saying its place.
+And one measurement runs at a time on the machine, whichever session asked for it, even where the line
+has more places: two at once would time each other (a second one waits, and can be cancelled while it waits).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import streamlit as st
 
 from explorer.devices import DEVICE_LABELS, DTYPE_NAMES
 from explorer.format import mib, si, si_short
-from explorer.jobs import CANCELLED, DONE, FAILED, Job, Task
+from explorer.jobs import CANCELLED, DONE, FAILED, Job, Task, wait_message
 from explorer.spec import Spec
 from explorer.ui import session, widgets
 
@@ -232,7 +234,8 @@ def start(purpose: str, settings: Settings, specs: list[tuple[Spec, str]] = ()) 
         tasks = [_ceilings_task(settings)]
     else:
         tasks = [_profile_task(label, spec, settings) for spec, label in specs]
-    run = MeasureRun(Job(tasks, name="measure", alive=widgets.session_watch()), purpose, settings, list(specs))
+    run = MeasureRun(Job(tasks, name="measure", alive=widgets.session_watch(), heavy=True), purpose, settings,
+                     list(specs))
     st.session_state[_RUN] = run
     run.job.start()
 
@@ -252,9 +255,13 @@ def live(purposes: tuple[str, ...], key: str) -> None:
         if not run.job.finished:
             current = next((s for s in states if s.status not in (DONE, FAILED, CANCELLED)), states[-1])
             c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
-            c1.progress(run.job.progress(), text=f"Measuring {current.label} on "
-                                                 f"{run.settings.describe()}: {run.job.progress():.0%}, "
-                                                 f"{run.job.elapsed:.1f} s so far")
+            position = run.job.position
+            if position is not None:  # waiting in the server's line for heavy work
+                c1.progress(0.0, text=f"{wait_message(position)}; waited {run.job.elapsed:.1f} s")
+            else:
+                c1.progress(run.job.progress(), text=f"Measuring {current.label} on "
+                                                     f"{run.settings.describe()}: {run.job.progress():.0%}, "
+                                                     f"{run.job.elapsed:.1f} s so far")
             c2.button("Cancel", key=f"{key}_cancel", on_click=run.job.cancel, disabled=run.job.cancel_requested,
                       help="Stops at the next timed run; a profile already finished (A of A and B) is kept.")
             return

@@ -3,13 +3,11 @@ and what to tell a person using the app when the ImageNet weights are not there.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
 
+from explorer.files import save_upload
 from explorer.spec import Spec, load_spec, parse_spec
 from explorer.weights import (
     LoadedModel,
@@ -93,17 +91,29 @@ def missing_weights_help(entry: WeightsEntry | None, reason: str) -> str:
             f"file* takes your own weights.")
 
 
-@st.cache_resource(max_entries=6, show_spinner="Loading the network and its weights…")
-def _load(spec_yaml: str | None, weights: str, stamp: tuple) -> tuple[LoadedModel, str | None]:
-    spec = parse_spec(spec_yaml) if spec_yaml else None
+LOADING = "Loading the network and its weights…"
+
+
+@st.cache_data(max_entries=64, show_spinner=LOADING)
+def _weights_for(spec_yaml: str | None, weights: str, stamp: tuple) -> tuple[str, str | None]:
+    """The weights to load and, when the ImageNet ones could not be had, what to do about it (then the
+    random ones). Only this answer is kept here, so a missing checkpoint is looked for once, not at every
+    rerun; the network itself lives in :func:`explorer.weights.load_model`'s byte-bounded cache."""
     if weights != "imagenet":
-        return load_model(spec, weights), None
+        return weights, None
+    spec = _spec(spec_yaml)
     try:
-        return load_model(spec, "imagenet"), None
+        load_model(spec, "imagenet")
     except WeightsError as exc:
         if spec is None:
             raise
-        return load_model(spec, "random"), missing_weights_help(_imagenet_entry(spec), str(exc))
+        return "random", missing_weights_help(_imagenet_entry(spec), str(exc))
+    return "imagenet", None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _spec(spec_yaml: str | None) -> Spec | None:
+    return parse_spec(spec_yaml) if spec_yaml else None
 
 
 def _stamp(spec_yaml: str | None, weights: str) -> tuple:
@@ -122,20 +132,21 @@ def _stamp(spec_yaml: str | None, weights: str) -> tuple:
 
 
 def load(choice: Choice) -> tuple[LoadedModel, str | None]:
-    """The loaded network (cached across sessions: read-only) and, if the ImageNet weights were missing,
-    what to do about it (the network then runs with random weights)."""
-    return _load(choice.spec_yaml, choice.weights, _stamp(choice.spec_yaml, choice.weights))
+    """The loaded network (shared by the server's sessions: read-only) and, if the ImageNet weights were
+    missing, what to do about it (the network then runs with random weights).
+
+    The networks are kept by :func:`explorer.weights.load_model` alone, within the limit
+    ``model_cache_bytes``: the app keeps no reference of its own that would hold one past its eviction.
+    """
+    weights, missing = _weights_for(choice.spec_yaml, choice.weights, _stamp(choice.spec_yaml, choice.weights))
+    with st.spinner(LOADING):  # drawn only when loading takes a while (a cache hit takes milliseconds)
+        return load_model(_spec(choice.spec_yaml), weights), missing
 
 
 def saved_upload(data: bytes, name: str) -> str:
-    """Keep an uploaded checkpoint in a file named by its content (so the cache key is stable)."""
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "explorer-uploads"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{digest}-{Path(name).name}"
-    if not path.exists():
-        path.write_bytes(data)
-    return str(path)
+    """Keep an uploaded checkpoint in a private file named by its content (so the cache key is stable),
+    written whole, in a folder kept under ``upload_dir_bytes`` (:func:`explorer.files.save_upload`)."""
+    return str(save_upload(data, name))
 
 
 def imagenet_networks(current: Spec) -> dict[str, str]:

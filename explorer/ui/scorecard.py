@@ -3,7 +3,8 @@
 The user picks images (the page's, the current one by default), methods, networks (the page's) and
 measures, with light settings for the network's size, and presses **Score the maps**: one
 :func:`explorer.explain.score` per network runs as a :class:`explorer.jobs.Job` on its own thread, a
-fragment polls it (progress and Cancel) and reruns the page once it ends, so the page stays usable.
+fragment polls it (progress and Cancel) and reruns the page once it ends, so the page stays usable. The
+job is heavy work: it first waits for a free place in the server's line (saying its place in line).
 
 Cards are kept in a small LRU shared by the server's sessions (:class:`CardCache`, made once by
 ``st.cache_resource``), under everything that makes them: the images' bytes, the network and its weights,
@@ -28,7 +29,7 @@ from explorer.explain import default_layer, get_method, method_names
 from explorer.explain.score_figures import BEST, cascade_caption, cascade_figure, curves_figure, scorecard_rows
 from explorer.explain.scorecard import METRIC_ORDER, METRICS, Scorecard, score
 from explorer.format import duration
-from explorer.jobs import CANCELLED, DONE, FAILED, Job, Task
+from explorer.jobs import CANCELLED, DONE, FAILED, Job, Task, wait_message
 from explorer.ui import widgets
 
 POLL_S = 1.0  # how often a running scorecard's progress is redrawn
@@ -258,7 +259,7 @@ def section(networks: list, images: Mapping[str, tuple[bytes, Any]], current: st
         tasks = [_task(r, pictures, device, target, cache) for r in missing]
         what = (f"{len(picked_images)} image{'s' * (len(picked_images) > 1)} × {len(methods)} "
                 f"method{'s' * (len(methods) > 1)} × {len(metrics)} measure{'s' * (len(metrics) > 1)}")
-        job = Job(tasks, name="score", alive=widgets.session_watch(RECONNECT_GRACE_S))
+        job = Job(tasks, name="score", alive=widgets.session_watch(RECONNECT_GRACE_S), heavy=True)
         st.session_state[_RUN] = ScoreRun(job, [r.key for r in missing], what)
         job.start()
         st.rerun()  # drawn again with the button off and the progress polled
@@ -298,9 +299,12 @@ def _live(keys: set | None) -> None:
         if not run.job.finished:
             current = next((s for s in states if s.status not in (DONE, FAILED, CANCELLED)), states[-1])
             c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
-            done = run.job.progress()
-            c1.progress(done, text=f"Scoring {run.what}: {current.label.removeprefix('Scorecard ')}, {done:.0%}, "
-                                   f"{duration(run.job.elapsed)} so far")
+            done, position = run.job.progress(), run.job.position
+            if position is not None:  # waiting in the server's line for heavy work
+                c1.progress(0.0, text=f"{wait_message(position)}; waited {duration(run.job.elapsed)}")
+            else:
+                c1.progress(done, text=f"Scoring {run.what}: {current.label.removeprefix('Scorecard ')}, "
+                                       f"{done:.0%}, {duration(run.job.elapsed)} so far")
             c2.button("Cancel", key="score_cancel", on_click=run.job.cancel, disabled=run.job.cancel_requested,
                       help="Stops at the next forward pass; a card already finished (another network) is kept.")
             return

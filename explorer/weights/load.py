@@ -10,9 +10,18 @@ fit exactly (else it is refused, naming the first bad key); pickles are
 never executed.
 
 A :class:`LoadedModel` is immutable once built and may be shared between
-threads and sessions (:func:`load_model` caches a few). The copies made from
-it (on another device, or the inference-only copy predictions run) are kept
-beside it, in a table keyed by the loaded model, under one lock.
+threads and sessions. The copies made from it (on another device, or the
+inference-only copy predictions run) are kept beside it, in a table keyed by
+the loaded model, under one lock.
+
+:func:`load_model` keeps the models it loaded within one byte budget, the
+limit ``model_cache_bytes``: each model's weights, its copies, and what other
+parts keep for it (explain's replicas, see :func:`register_keeper`), counted
+by their tensors' bytes. Over the budget, the least recently used models go
+(never the one just asked for: a model larger than the whole budget is still
+returned, and is then the only one kept), with their copies, and the freed
+memory is given back to the OS. A model still in use elsewhere when it goes
+is not touched: it only stops being cached.
 """
 
 from __future__ import annotations
@@ -23,14 +32,17 @@ import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Protocol
 
 import torch
 from torch import nn
 
+from explorer import resources
 from explorer.build import build_model
 from explorer.spec import Spec, load_spec
+from explorer.spec.budget import weight_bytes
 from explorer.weights.io import (
     CHECKPOINT_SUFFIXES,
     LoadReport,
@@ -141,14 +153,18 @@ def _copy(loaded: LoadedModel, kind: str, device: torch.device, make: Callable[[
     with _COPIES_LOCK:
         copies = _COPIES.setdefault(loaded, {})
         key = (kind, device)
-        if key not in copies:
+        made = key not in copies
+        if made:
             module = make()
             if convert:
                 module = module.to(device)
                 if loaded.channels_last:
                     module = module.to(memory_format=torch.channels_last)
             copies[key] = module
-        return copies[key]
+        module = copies[key]
+    if made:  # a new copy counts in its model's bytes
+        trim_cache(loaded.model)
+    return module
 
 
 def resolve_model_spec(spec: Spec | str | None, knobs: Mapping[str, object] | None = None) -> Spec | None:
@@ -234,9 +250,135 @@ def _load_file(path: Path, spec: Spec | None, seed: int) -> LoadedModel:
                        preprocess, report)
 
 
-_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
-_CACHE_SIZE = 4
+# -- the byte-bounded cache -------------------------------------------------------------------------
+
+_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()  # least recently used first
 _CACHE_LOCK = threading.Lock()
+
+
+class Keeper(Protocol):
+    """Something that keeps modules made from a model beside it (explain's pool of replicas)."""
+
+    def kept(self, model: nn.Module) -> list[nn.Module]:
+        """The modules kept for ``model`` now."""
+
+    def forget(self, model: nn.Module) -> None:
+        """Drop what is kept for ``model``."""
+
+
+_KEEPERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def register_keeper(keeper: Keeper) -> None:
+    """Count what ``keeper`` keeps for a cached model in that model's bytes, and drop it with the model.
+
+    For the layers above this one (explain's replica pool registers itself); a keeper that adds a
+    module calls :func:`trim_cache` afterwards.
+    """
+    _KEEPERS.add(keeper)
+
+
+def _tensors(module: nn.Module):
+    for m in module.modules():
+        yield from m._parameters.values()
+        yield from m._buffers.values()
+        # plain tensor attributes: the prepacked oneDNN weights of the CPU copy are neither
+        yield from (v for v in vars(m).values() if isinstance(v, torch.Tensor))
+
+
+def module_bytes(*modules: nn.Module) -> int:
+    """Bytes of the tensors ``modules`` hold (parameters, buffers, tensor attributes such as prepacked
+    weights), a storage shared between them counted once."""
+    seen: set = set()
+    total = 0
+    for tensor in chain.from_iterable(_tensors(m) for m in modules):
+        if tensor is None:
+            continue
+        try:
+            storage = tensor.untyped_storage()
+            key, size = (storage.device, storage.data_ptr()), storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # an opaque (oneDNN) tensor has no storage to read
+            key, size = id(tensor), tensor.numel() * tensor.element_size()
+        if key not in seen:
+            seen.add(key)
+            total += size
+    return total
+
+
+def _kept(loaded: LoadedModel) -> list[nn.Module]:
+    """The model, its copies, and what the keepers keep for either."""
+    own = [loaded.model, *_copies_of(loaded)]
+    return own + [m for keeper in list(_KEEPERS) for module in own for m in keeper.kept(module)]
+
+
+def loaded_bytes(loaded: LoadedModel) -> int:
+    """What keeping ``loaded`` costs: its weights, its copies and what is kept beside it, in bytes."""
+    return module_bytes(*_kept(loaded))
+
+
+def cache_bytes() -> int:
+    """The bytes of every model the cache keeps (as :func:`loaded_bytes` counts them)."""
+    with _CACHE_LOCK:
+        return sum(loaded_bytes(loaded) for loaded in _CACHE.values())
+
+
+def cached_models() -> list[LoadedModel]:
+    """The models the cache keeps, least recently used first."""
+    with _CACHE_LOCK:
+        return list(_CACHE.values())
+
+
+def _evict(keep: LoadedModel | None, room: int = 0) -> list[LoadedModel]:
+    """Take the least recently used models out of the cache (never ``keep``) until the rest, plus
+    ``room`` bytes about to be loaded, fit the budget; returns them. Under ``_CACHE_LOCK``."""
+    budget = int(resources.limit("model_cache_bytes"))
+    sizes = {key: loaded_bytes(loaded) for key, loaded in _CACHE.items()}
+    total = sum(sizes.values()) + room
+    gone = []
+    for key in list(_CACHE):
+        if total <= budget:
+            break
+        if _CACHE[key] is not keep:
+            total -= sizes[key]
+            gone.append(_CACHE.pop(key))
+    return gone
+
+
+def _forget(gone: list[LoadedModel]) -> None:
+    """Drop the copies and kept modules of models that left the cache (emptying ``gone``), and give the
+    memory back to the OS. A session still using one of them keeps it whole: nothing in it is changed,
+    only the cache's references are dropped."""
+    if not gone:
+        return
+    while gone:
+        loaded = gone.pop()
+        with _COPIES_LOCK:
+            copies = list(_COPIES.pop(loaded, {}).values())
+        for keeper in list(_KEEPERS):
+            for module in (loaded.model, *copies):
+                keeper.forget(module)
+        del loaded, copies
+    resources.release_memory()
+
+
+def trim_cache(model: nn.Module | None = None) -> None:
+    """Hold the cache to its budget after what it keeps grew (a new copy or replica of ``model``): the
+    cached model ``model`` is (or was copied from) counts as just used and stays."""
+    with _CACHE_LOCK:
+        keep = None
+        if model is not None:
+            for key, loaded in _CACHE.items():
+                if loaded.model is model or any(c is model for c in _copies_of(loaded)):
+                    keep = loaded
+                    _CACHE.move_to_end(key)
+                    break
+        gone = _evict(keep)
+    _forget(gone)
+
+
+def _copies_of(loaded: LoadedModel) -> list[nn.Module]:
+    with _COPIES_LOCK:
+        return list(_COPIES.get(loaded, {}).values())
 
 
 def _stat(path: Path) -> tuple:
@@ -273,8 +415,9 @@ def load_model(spec: Spec | str | None, weights: str | os.PathLike = IMAGENET, *
     when the weights carry their spec (a registry entry, an explorer
     checkpoint). ``imagenet`` loads what fits a changed spec and reports the
     rest; a file must fit exactly. Raises :class:`WeightsError` (one line)
-    when the weights cannot be had or do not fit. Results are cached (a few
-    models): the returned model is shared, read-only.
+    when the weights cannot be had or do not fit. Results are cached within
+    the byte budget ``model_cache_bytes`` (see the module docstring): the
+    returned model is shared, read-only.
     """
     resolved = resolve_model_spec(spec, knobs)
     weights = os.fspath(weights)
@@ -286,6 +429,9 @@ def load_model(spec: Spec | str | None, weights: str | os.PathLike = IMAGENET, *
             if key in _CACHE:
                 _CACHE.move_to_end(key)
                 return _CACHE[key]
+            # room first, so that the old models are gone before the new one is built
+            gone = _evict(None, weight_bytes(resolved) if resolved is not None else 0)
+        _forget(gone)
     if weights == IMAGENET:
         loaded = _load_entry(resolved, None, seed, download)
     elif weights in registry():
@@ -300,8 +446,9 @@ def load_model(spec: Spec | str | None, weights: str | os.PathLike = IMAGENET, *
     if key is not None:
         with _CACHE_LOCK:
             _CACHE[key] = loaded
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
+            _CACHE.move_to_end(key)
+            gone = _evict(loaded)
+        _forget(gone)
     return loaded
 
 
@@ -321,6 +468,8 @@ def load_or_random(spec: Spec | str | None, weights: str | os.PathLike = IMAGENE
 
 
 def clear_cache() -> None:
-    """Forget the cached models."""
+    """Forget the cached models (and their copies), and give the memory back to the OS."""
     with _CACHE_LOCK:
+        gone = list(_CACHE.values())
         _CACHE.clear()
+    _forget(gone)

@@ -166,3 +166,54 @@ def test_missing_imagenet_weights_tell_an_app_user_what_to_do(offline):
     assert not at.exception
     # the results say which weights made them
     assert sum(m.value.endswith("· random (seed 0) weights") for m in at.markdown) == 2
+
+
+def test_the_page_keeps_no_network_once_the_cache_lets_it_go(offline):
+    """The networks live in explorer.weights' byte-bounded cache only: after a classification and an
+    explanation, nothing of the session (its page, its finished job) holds one past its eviction."""
+    import gc
+    import weakref
+
+    from explorer.weights.load import cached_models, clear_cache
+
+    clear_cache()  # only what this page loads
+    at = open_page(DIGITS)
+    pills(at).set_value(["digit 0 (#0)"]).run()
+    at = explain_and_wait(at, ["saliency"])
+    assert has_maps(at)
+    digits = [weakref.ref(m) for m in cached_models() if m.spec.name == "mini_xception"]
+    assert len(digits) == 1
+    clear_cache()
+    gc.collect()
+    assert digits[0]() is None
+    at.run()  # the page loads it again and still shows its maps
+    assert not at.exception and has_maps(at)
+    pills(at).set_value([]).run()  # a run that stops early (no image) lets go of it too
+    assert any(i.value.startswith("Choose at least one network and one image") for i in at.info)
+    digits = [weakref.ref(m) for m in cached_models() if m.spec.name == "mini_xception"]
+    clear_cache()
+    gc.collect()
+    assert len(digits) == 1 and digits[0]() is None
+
+
+def test_an_explanation_waits_for_a_free_place_and_can_be_cancelled_there(offline, monkeypatch):
+    from explorer.jobs import heavy_line, heavy_slot
+
+    monkeypatch.setenv("EXPLORER_HEAVY_JOBS", "1")
+    at = open_page(DIGITS)
+    pills(at).set_value(["digit 0 (#0)"]).run()
+    at.multiselect(key="exp_methods").set_value(["saliency"]).run()
+    with heavy_slot():  # another session's heavy work holds the only place
+        at.button(key="explain").click().run()
+        job = at.session_state["exp_run"].job
+        assert job.position == 1 and not job.finished
+        texts = [p.proto.text for p in at.get("progress")]
+        assert any(t.startswith("Waiting for a free place: 1st in line (1 heavy job at a time") for t in texts), texts
+        assert statuses(at) == ["**Waiting** · Saliency on Mini Xception (digits)" + statuses(at)[0].split(
+            "Mini Xception (digits)", 1)[1]]
+        at.button(key="exp_cancel").click().run()
+        assert job.wait(JOB_HANG_S) and job.position is None
+        assert heavy_line().counts() == (1, 0)  # it left the line; the other work still holds its place
+    at.run()
+    assert any("Cancelled" in w.value for w in at.warning)
+    assert heavy_line().counts() == (0, 0)

@@ -185,3 +185,23 @@ def test_the_graph_can_be_coloured_by_the_measured_time():
     for layer in profile.layers:
         expected[layer.block] = expected.get(layer.block, 0.0) + layer.seconds
     assert shown == pytest.approx({block: math.log10(s) for block, s in expected.items()})
+
+
+def test_a_measurement_waits_for_a_free_place_and_can_be_cancelled_there(monkeypatch):
+    from explorer.jobs import heavy_line, heavy_slot
+
+    monkeypatch.setenv("EXPLORER_HEAVY_JOBS", "1")
+    at = small_costs_page()
+    with heavy_slot():  # another session's heavy work holds the only place
+        at.button(key="measure").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        job = at.session_state["measure_run"].job
+        assert job.position == 1 and not job.finished
+        texts = [p.proto.text for p in at.get("progress")]
+        assert any(t.startswith("Waiting for a free place: 1st in line (1 heavy job at a time") for t in texts), texts
+        at.button(key="measure_cancel").click().run()
+        assert job.wait(JOB_HANG_S) and job.position is None
+        assert heavy_line().counts() == (1, 0)  # it left the line; the other work still holds its place
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning)
+    assert heavy_line().counts() == (0, 0)

@@ -163,3 +163,22 @@ def test_the_fold_switch_reaches_the_explanation(offline):
         at.run()
         result = at.session_state["exp_run"].job.results()[0]
         assert result.folded is on
+
+
+def test_scoring_waits_for_a_free_place_and_can_be_cancelled_there(offline, monkeypatch):
+    from explorer.jobs import heavy_line, heavy_slot
+
+    monkeypatch.setenv("EXPLORER_HEAVY_JOBS", "1")
+    at = light(open_page())
+    with heavy_slot():  # another session's heavy work holds the only place
+        at.button(key="score_start").click().run()
+        run = at.session_state["score_run"]
+        assert run.job.position == 1 and not run.job.finished
+        texts = [p.proto.text for p in at.get("progress")]
+        assert any(t.startswith("Waiting for a free place: 1st in line (1 heavy job at a time") for t in texts), texts
+        at.button(key="score_cancel").click().run()
+        assert run.job.wait(JOB_HANG_S) and run.job.position is None
+        assert heavy_line().counts() == (1, 0)
+    at.run()
+    assert any("was cancelled" in w.value for w in at.warning)
+    assert offline == [] and charts(at) == [] and heavy_line().counts() == (0, 0)

@@ -1,8 +1,10 @@
 """Classify & Explain: top-5 of both networks on your images, and why, with Captum.
 
 The explanations run off the script run, on a job thread (:mod:`explorer.jobs`); a fragment polls the
-job, draws each map as it finishes and offers Cancel, so the page stays usable. The job and its maps
-belong to the session and are dropped when the mode, the networks or the image they were made for change.
+job, draws each map as it finishes and offers Cancel, so the page stays usable. The job is heavy work: it
+first waits for a free place in the server's line (:func:`explorer.jobs.heavy_line`), saying its place. The
+job and its maps belong to the session and are dropped when the mode, the networks or the image they were
+made for change. The networks themselves are not the page's: see :func:`_let_go`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from explorer.infer import (
     predict,
 )
 from explorer.infer.images import EXTENSIONS
-from explorer.jobs import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Task
+from explorer.jobs import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Task, wait_message
 from explorer.lab import digits_samples
 from explorer.ui import graphs, models, scorecard, session, widgets
 
@@ -125,14 +127,30 @@ else:
     upload = st.file_uploader("Checkpoint (.safetensors from the Lab or the CLI, or a .pth/.pt state dict)",
                               type=["safetensors", "pth", "pt"], key="cls_ckpt")
     if upload is not None:
-        path = models.saved_upload(upload.getvalue(), upload.name)
-        spec_yaml = None if upload.name.endswith(".safetensors") else current.to_yaml()
-        choices = [models.Choice(upload.name, spec_yaml, path)]
-        if spec_yaml:
-            st.caption(f"A .pth file carries no spec: it is loaded into the sidebar's network "
-                       f"({models.network_name(current.name)}).")
+        try:
+            path = models.saved_upload(upload.getvalue(), upload.name)
+        except ExplorerError as exc:
+            st.error(f"{upload.name}: {exc}", icon=":material/warning:")
+        else:
+            spec_yaml = None if upload.name.endswith(".safetensors") else current.to_yaml()
+            choices = [models.Choice(upload.name, spec_yaml, path)]
+            if spec_yaml:
+                st.caption(f"A .pth file carries no spec: it is loaded into the sidebar's network "
+                           f"({models.network_name(current.name)}).")
 
 loaded = []
+
+
+def _let_go() -> None:
+    """Drop the page's references to its networks; called wherever the run ends. The networks live in
+    explorer.weights' byte-bounded cache, and this page's globals outlive the run (its fragment and its
+    widgets' functions keep them, as long as the session lasts): a network a global still named would stay
+    loaded past its eviction, once per session."""
+    loaded.clear()
+    for name in ("model", "first_model"):
+        globals().pop(name, None)
+
+
 for choice in choices:
     try:
         model, missing = models.load(choice)
@@ -190,21 +208,23 @@ def _drop_run(reason: str | None = None) -> None:
 if not loaded or not images:
     _drop_run()
     st.info("Choose at least one network and one image (upload, or click a sample).")
+    _let_go()
     st.stop()
 
 
+# ``_model``: the network the page loaded for ``choice`` (not hashed: ``choice`` names it). Passed in rather
+# than loaded again, so that two networks too large to be cached together are not loaded a third time.
 @st.cache_data(max_entries=64, show_spinner="Classifying…")
-def _classify(choice: models.Choice, data: bytes, name: str, device: str, precision: str, top: int):
-    model, _ = models.load(choice)
-    return classify([data], model, device=device, precision=precision, top=top, errors="collect")
+def _classify(choice: models.Choice, data: bytes, name: str, device: str, precision: str, top: int, _model):
+    return classify([data], _model, device=device, precision=precision, top=top, errors="collect")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _forward_seconds(choice: models.Choice, device: str) -> float:
+def _forward_seconds(choice: models.Choice, device: str, _model) -> float:
     """One image's forward pass through this network on this device in fp32 (as attribution runs),
     measured warm: the best of three, since a first call pays one-off set-up the many passes of an
     explanation do not."""
-    model, _ = models.load(choice)
+    model = _model
     size = model.spec.input_size
     x = torch.zeros(1, model.spec.in_channels, size, size)
     return min(predict(model, x, device=device, precision="fp32")[1].seconds for _ in range(3))
@@ -241,7 +261,7 @@ for name, data in images:
     for note in decoded.notes:
         left.caption(note)
     for choice, model in loaded:
-        result = _classify(choice, data, name, device, precision, int(top))
+        result = _classify(choice, data, name, device, precision, int(top), model)
         r = result.results[0]
         right.markdown(f"**{choice.label}** · {model.weights} weights")
         if not r.ok:
@@ -261,6 +281,7 @@ names = list(decoded_ok)
 if not names:
     _drop_run()
     st.info("None of the images could be read: upload another one to explain it.")
+    _let_go()
     st.stop()
 c1, c2 = st.columns([2, 3])
 target_image = c1.selectbox("Image", names, key="exp_image")
@@ -328,10 +349,12 @@ if target_text.strip():
         targets = {resolve_target(target_text, len(model.classes), model.classes) for _, model in loaded}
     except ExplorerError as exc:
         st.error(f"Target class: {exc}", icon=":material/warning:")
+        _let_go()
         st.stop()
     if len(targets) > 1:
         st.error("Target class: the networks number their classes differently; give the class by name "
                  "for one network at a time.", icon=":material/warning:")
+        _let_go()
         st.stop()
     target = targets.pop()
 context = (mode, tuple((c.label, c.spec_yaml and _digest(c.spec_yaml.encode()), c.weights) for c, _ in loaded),
@@ -359,7 +382,7 @@ for choice, model in loaded:
             continue
         per_unit = speeds.get((choice.label, choice.weights, device))
         if per_unit is None:
-            per_unit = _forward_seconds(choice, device)
+            per_unit = _forward_seconds(choice, device, model)
         layer = layers.get(choice.label) if method.uses_layer else None
         cells.append(Cell(choice.label, choice.weights, m, method.title, layer, passes,
                           estimate_seconds(passes, per_unit)))
@@ -390,7 +413,8 @@ if st.button("Explain", type="primary", key="explain", disabled=not methods or n
     by_label = dict(loaded)
     by_choice = {c.label: c for c, _ in loaded}
     job = Job([_task(by_choice[c.network], by_label[by_choice[c.network]], c) for c in cells], name="explain",
-              alive=widgets.session_watch(RECONNECT_GRACE_S))
+              alive=widgets.session_watch(RECONNECT_GRACE_S), heavy=True)
+    del by_label, by_choice  # the job holds the networks while it runs, the page's globals must not after
     run = ExplainRun(job, cells, context, settings, target_image, device)
     st.session_state["exp_run"] = run
     job.start()
@@ -437,8 +461,12 @@ def _show_progress(run: ExplainRun, states) -> None:
     counts = job.counts()
     if not job.finished:
         c1, c2 = st.columns([4, 1])
-        c1.progress(job.progress(weights), text=f"Explaining {run.image}: {counts[DONE]} of {len(states)} maps "
-                                                f"done, {duration(job.elapsed)} so far")
+        position = job.position
+        if position is not None:  # waiting in the server's line for heavy work
+            c1.progress(0.0, text=f"{wait_message(position)}; waited {duration(job.elapsed)}")
+        else:
+            c1.progress(job.progress(weights), text=f"Explaining {run.image}: {counts[DONE]} of {len(states)} "
+                                                    f"maps done, {duration(job.elapsed)} so far")
         c2.button("Cancel", key="exp_cancel", on_click=job.cancel, disabled=job.cancel_requested,
                   help="Stops after the current forward pass; the maps already made stay.")
     elif counts[CANCELLED]:
@@ -553,3 +581,4 @@ if final:
     _show_downloads(run.job.snapshot())
 scorecard.section(loaded, decoded_ok, target_image, device=device, target=target, options=method_options,
                   layers=layers, fold=fold)
+_let_go()
