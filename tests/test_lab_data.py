@@ -185,3 +185,177 @@ def test_folder_lists_only_the_formats_the_decoder_takes(tmp_path):
     data = load_data(root, input_size=16)
     assert data.skipped == () and not any("skipped" in note for note in data.notes)
     assert len(data.train_y) + len(data.test_y) == 7  # 3 + 3 PNGs and the JPEG, not the PPM
+
+
+# -- what the app may read: the data root and uploaded zips ------------------------------------------
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """A data root with one image folder, and an image folder outside it."""
+    from explorer.lab.data import data_root
+
+    root = tmp_path / "root"
+    _folder(root / "pets")
+    _folder(tmp_path / "outside")
+    monkeypatch.setenv("EXPLORER_DATA_ROOT", str(root))
+    assert data_root() == root.resolve()
+    return root
+
+
+def test_a_folder_under_the_root_loads_and_is_recorded_by_its_relative_name(root):
+    from explorer.lab.data import root_folders, under_data_root
+
+    assert root_folders() == ["pets"]
+    data = load_data(under_data_root("pets"), input_size=16, name="pets")
+    assert data.source == "pets" and str(root) not in data.describe()
+
+
+def test_outside_the_root_is_refused_in_the_same_words_whether_it_exists_or_not(root, tmp_path):
+    from explorer.lab.data import under_data_root
+
+    messages = set()
+    for name in ("../outside", "../missing", str(tmp_path / "outside"), "/nonexistent/x", "pets/../../outside",
+                 "/usr/share", ""):
+        with pytest.raises(DataError) as info:
+            under_data_root(name)
+        messages.add(str(info.value))
+    assert len(messages) == 1
+    message = messages.pop()
+    assert "not under the data root" in message and str(tmp_path) not in message and "outside" not in message
+    with pytest.raises(DataError, match="no folder 'nope' under the data root"):  # inside: may be said
+        under_data_root("nope")
+
+
+def test_a_symlink_leading_outside_the_root_is_refused_and_not_listed(root, tmp_path):
+    from explorer.lab.data import root_folders, under_data_root
+
+    (root / "link").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (root / "inner").symlink_to(root / "pets", target_is_directory=True)  # a symlink within the root is fine
+    assert root_folders() == ["inner", "pets"]
+    with pytest.raises(DataError, match="not under the data root") as info:
+        under_data_root("link")
+    assert str(tmp_path) not in str(info.value)
+    with pytest.raises(DataError, match="not under the data root"):
+        under_data_root("link/cat")
+    assert under_data_root("inner") == (root / "pets").resolve()
+
+
+def _zip_bytes(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    import io
+    import stat
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return out.getvalue()
+
+
+def _png_bytes(colour=(200, 30, 30), size=(12, 10)) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _pets_zip(top: str = "pets/", n: int = 5) -> bytes:
+    return _zip_bytes({f"{top}{c}/{i}.png": _png_bytes((40 * k + 20, 10 * i, 90))
+                       for k, c in enumerate(("cat", "dog")) for i in range(n)})
+
+
+def test_a_good_zip_trains_and_records_its_name_not_a_server_path(tmp_path):
+    from explorer.build import build_model  # noqa: F401 - the oracle below trains through the library
+    from explorer.lab.checkpoints import checkpoint_metadata
+    from explorer.lab.data import ZIP_PREFIX, unpack_zip
+    from explorer.lab.train import TrainConfig, train
+    from explorer.spec import load_spec
+
+    unpacked = unpack_zip(_pets_zip(), "my pets.zip")
+    try:
+        assert unpacked.folder.path.name.startswith(ZIP_PREFIX)
+        assert oct(unpacked.folder.path.stat().st_mode & 0o777) == "0o700"
+        data = load_data(unpacked.root, input_size=16, name=unpacked.name)
+        # the oracle: the same images laid out as a folder
+        expected = load_data(_folder(tmp_path / "pets"), input_size=16)
+        assert data.classes == expected.classes == ("cat", "dog")
+        assert torch.equal(data.train_x, expected.train_x) and torch.equal(data.test_y, expected.test_y)
+        spec = load_spec("mini_xception").with_overrides(input_size=16, width=0.5, middle_repeats=1)
+        result = train(spec, data, TrainConfig(epochs=1, batch_size=4, bn_recalibration=0))
+        meta = checkpoint_metadata(result, data)
+        assert meta["data"] == "my_pets.zip"
+        assert not any(str(unpacked.folder.path) in value or "/tmp" in value for value in meta.values())
+    finally:
+        unpacked.cleanup()
+    assert not unpacked.folder.path.exists()
+
+
+def test_a_zip_without_a_top_folder_and_with_junk(tmp_path):
+    from explorer.lab.data import unpack_zip
+
+    files = {f"{c}/{i}.png": _png_bytes((40 * k, 10 * i, 90)) for k, c in enumerate(("cat", "dog")) for i in range(3)}
+    files |= {"__MACOSX/cat/._0.png": b"junk", "cat/.hidden.png": b"junk", "README.txt": b"hello"}
+    unpacked = unpack_zip(_zip_bytes(files), "flat.zip")
+    with unpacked.folder:
+        data = load_data(unpacked.root, input_size=16, name=unpacked.name)
+        assert data.classes == ("cat", "dog") and data.skipped == ()
+        assert sorted(p.name for p in unpacked.root.iterdir()) == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("files, symlinks, needle", [
+    ({"pets/cat/0.png": b"x", "../evil.png": b"x"}, None, r"'bad.zip' holds a file named '\.\./evil.png'"),
+    ({"pets/cat/0.png": b"x", "/abs/evil.png": b"x"}, None, "absolute paths"),
+    ({"pets/cat/0.png": b"x"}, {"pets/dog/link.png": "/etc/passwd"}, "symlinks are refused"),
+    ({"notes.txt": b"x"}, None, "holds no images"),
+])
+def test_bad_zips_are_one_line(files, symlinks, needle):
+    from explorer.lab.data import unpack_zip
+
+    with pytest.raises(DataError, match=needle) as info:
+        unpack_zip(_zip_bytes(files, symlinks), "bad.zip")
+    assert "\n" not in str(info.value)
+
+
+def test_zips_over_the_caps_are_refused_before_unpacking(monkeypatch, tmp_path):
+    import tempfile
+
+    from explorer.lab.data import ZIP_PREFIX, unpack_zip
+    from explorer.resources import BudgetError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    data = _pets_zip(n=5)  # 10 files
+    monkeypatch.setenv("EXPLORER_ZIP_MAX_MEMBERS", "9")
+    with pytest.raises(DataError, match=r"'pets.zip' declares 10 files \(at most 9 are read\)"):
+        unpack_zip(data, "pets.zip")
+    monkeypatch.setenv("EXPLORER_ZIP_MAX_MEMBERS", "10")
+    bomb = _zip_bytes({"pets/cat/0.png": bytes(50 * 2**20)})  # 50 MiB of zeros, ~50 KB zipped
+    assert len(bomb) < 2**20
+    monkeypatch.setenv("EXPLORER_ZIP_MAX_BYTES", "10MiB")
+    with pytest.raises(BudgetError, match=r"unpacking 'bomb.zip' would need 50.0 MiB, over the limit zip_max_bytes"):
+        unpack_zip(bomb, "bomb.zip")
+    with pytest.raises(DataError, match=r"'pets.zip' is [\d.]+ MiB, over the upload limit of [\d.]+ MiB"):
+        unpack_zip(data, "pets.zip", max_bytes=len(data) - 1)
+    assert not list(tmp_path.glob(f"{ZIP_PREFIX}*"))  # every refusal removed its temporary folder
+    unpack_zip(data, "pets.zip").cleanup()
+
+
+def test_stale_zip_folders_are_removed_on_the_next_upload(monkeypatch, tmp_path):
+    import os
+    import tempfile
+    import time
+
+    from explorer.lab.data import ZIP_PREFIX, unpack_zip
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"{ZIP_PREFIX}dead"
+    (dead / "cat").mkdir(parents=True)
+    day_ago = time.time() - 2 * 86400
+    os.utime(dead, (day_ago, day_ago))
+    unpacked = unpack_zip(_pets_zip(), "pets.zip")
+    assert not dead.exists() and unpacked.root.exists()
+    unpacked.cleanup()

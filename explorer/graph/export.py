@@ -75,17 +75,21 @@ def write_graph(graph: nx.DiGraph, path: str | Path, figure: Any = None, **figur
     suffix = path.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:
         raise GraphError(f"cannot write '{path}': choose a file ending in {', '.join(EXPORT_SUFFIXES)}")
+    from explorer.files import atomic_path, atomic_write_text  # each file written whole or not at all
+
     try:
         if suffix == ".json":
-            path.write_text(json.dumps(to_node_link(graph), indent=1) + "\n", encoding="utf-8")
+            atomic_write_text(path, json.dumps(to_node_link(graph), indent=1) + "\n", mode=None)
         elif suffix == ".graphml":
-            nx.write_graphml(to_graphml(graph), path)
+            with atomic_path(path, mode=None) as temporary:
+                nx.write_graphml(to_graphml(graph), temporary)
         else:
             if figure is None:
                 from explorer.graph.figure import graph_figure
 
                 figure = graph_figure(graph, **figure_kwargs)
-            figure.write_html(path, include_plotlyjs=True, full_html=True)
+            with atomic_path(path, mode=None) as temporary:
+                figure.write_html(temporary, include_plotlyjs=True, full_html=True)
     except OSError as exc:
         raise GraphError(f"cannot write '{path}': {exc.strerror or exc}") from None
     return path

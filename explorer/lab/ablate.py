@@ -184,13 +184,24 @@ class AblationResult:
                 "summary": [asdict(r) for r in self.summary()], "runs": [r.to_dict() for r in self.runs]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AblationResult":
-        """Read :meth:`to_dict`'s output; :class:`AblationError` if it is something else."""
+    def from_dict(cls, data: Any) -> "AblationResult":
+        """Read :meth:`to_dict`'s output; a one-line :class:`AblationError` if it is something else
+        (another JSON value, a missing field, a field of the wrong shape)."""
+        if not isinstance(data, dict):
+            raise AblationError(f"not an ablation result (a JSON {type(data).__name__}, expected an object "
+                                f"with format {FORMAT})")
         if data.get("format") != FORMAT:
             raise AblationError(f"not an ablation result (format {data.get('format')!r}, expected {FORMAT})")
-        return cls(data["spec_name"], data["spec"], data["data"], [(k, list(v)) for k, v in data["vary"]],
-                   list(data["seeds"]), dict(data["config"]), [RunRecord.from_dict(r) for r in data["runs"]],
-                   data.get("command"), list(data.get("notes", [])), bool(data.get("stopped", False)))
+        try:
+            return cls(str(data["spec_name"]), str(data["spec"]), str(data["data"]),
+                       [(str(k), list(v)) for k, v in data["vary"]], [int(s) for s in data["seeds"]],
+                       dict(data["config"]), [RunRecord.from_dict(r) for r in data["runs"]],
+                       data.get("command"), [str(n) for n in data.get("notes", [])], bool(data.get("stopped", False)))
+        except KeyError as exc:
+            raise AblationError(f"not an ablation result: the field {exc} is missing") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise AblationError(f"not an ablation result: a field has the wrong shape ({first})") from None
 
 
 @dataclass(frozen=True)

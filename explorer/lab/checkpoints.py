@@ -12,9 +12,10 @@ from pathlib import Path
 from explorer.lab.data import ImageData
 from explorer.lab.train import TrainResult
 from explorer.weights import load_trained, save_checkpoint
+from explorer.weights.io import checkpoint_bytes
 from explorer.weights.registry import DIGITS_FILE, SHIPPED_DIR
 
-__all__ = ["DIGITS_CHECKPOINT", "checkpoint_metadata", "load_trained", "save_trained"]
+__all__ = ["DIGITS_CHECKPOINT", "checkpoint_metadata", "load_trained", "save_trained", "trained_bytes"]
 
 # The shipped network: mini_xception trained on the digits (the app's offline model; the registry's
 # ``mini_xception.digits`` entry, whose facts come from this file; see docs/lab.md).
@@ -48,3 +49,9 @@ def save_trained(path: str | Path, result: TrainResult, data: ImageData, *, comm
     """Write ``result``'s network as safetensors with its spec, classes and training record."""
     return save_checkpoint(path, result.model, result.spec, list(result.classes),
                            checkpoint_metadata(result, data, command))
+
+
+def trained_bytes(result: TrainResult, data: ImageData, *, command: str | None = None) -> bytes:
+    """The file :func:`save_trained` writes, as bytes (the app's download: no file left on the server)."""
+    return checkpoint_bytes(result.model, result.spec, list(result.classes),
+                            checkpoint_metadata(result, data, command))

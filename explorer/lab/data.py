@@ -21,10 +21,23 @@ Rules (each broken one is a :class:`DataError` with one clear line):
 * the split is fixed: 20 % of each class is held out for testing, chosen by a
   generator seeded with ``SPLIT_SEED`` (independent of the training seed), unless
   the folder has ``train/`` and ``test/`` (or ``val/``) subfolders.
+
+Where folders come from. The command line (``--data DIR``) is the machine owner's
+tool and reads any folder. The app reads only folders under the data root
+(:func:`under_data_root`: the ``data_root`` limit, ``data/`` beside ``app.py`` by
+default, symlinks resolved) and uploaded zips (:func:`unpack_zip`: bounded by
+``zip_max_bytes`` and ``zip_max_members``, unpacked into a private temporary folder).
+Its messages say the same about every path outside the root, whether it exists or
+not, and it records the folder relative to the root (or the zip's name), never a
+server path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,7 +47,18 @@ import torch
 from PIL import Image
 
 from explorer.errors import ExplorerError
+from explorer.files import (
+    FilesError,
+    TemporaryDir,
+    is_symlink_member,
+    remove_stale,
+    safe_name,
+    temporary_dir,
+    zip_members,
+)
+from explorer.format import mib
 from explorer.infer.images import EXTENSIONS
+from explorer.resources import check, limit
 from explorer.weights.preprocess import Preprocess
 
 DIGITS = "digits"
@@ -44,6 +68,7 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 MEAN, STD = 0.5, 0.5
 MAX_DATA_BYTES = 2 * 2**30
+ZIP_PREFIX = "explorer-lab-data-"  # the temporary folders uploaded zips are unpacked into
 
 ProgressFn = Callable[[int, int], None]
 
@@ -184,27 +209,29 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
 
 
 def load_folder_data(root: str | Path, input_size: int, in_channels: int = 3, *, limit: int | None = None,
-                     on_progress: ProgressFn | None = None) -> ImageData:
+                     on_progress: ProgressFn | None = None, name: str | None = None) -> ImageData:
     """An ``ImageFolder``-layout directory (``ROOT/CLASS/*.jpg``) at ``input_size`` px.
 
     With ``ROOT/train`` and ``ROOT/test`` (or ``ROOT/val``) those are the split;
-    otherwise 20 % of each class is held out (seeded, fixed).
+    otherwise 20 % of each class is held out (seeded, fixed). ``name`` is what
+    messages and the data's ``source`` call the folder (default: the path as given).
     """
     from explorer.infer.images import ImageError, decode_image
 
     root = Path(root)
+    label = str(root) if name is None else name
     if not root.is_dir():
-        raise DataError(f"'{root}' is neither 'digits' nor a folder")
+        raise DataError(f"'{label}' is neither 'digits' nor a folder")
     layout = "DIR/CLASS/IMAGE.png, as torchvision's ImageFolder"
     splits = _split_folders(root)
     try:
         parts = {"train": _class_files(splits[0]), "test": _class_files(splits[1])} if splits else \
             {"all": _class_files(root)}
     except OSError as exc:
-        raise DataError(f"cannot list the images of '{root}': {exc.strerror or exc}") from None
+        raise DataError(f"cannot list the images of '{label}': {exc.strerror or exc}") from None
     total = sum(len(files) for part in parts.values() for files in part.values())
     if total == 0:
-        raise DataError(f"'{root}' holds no images (expected {layout}; "
+        raise DataError(f"'{label}' holds no images (expected {layout}; "
                         f"extensions {', '.join('.' + e for e in EXTENSIONS)})")
     pre = preprocess_for_input(input_size, in_channels)
     need = total * pre.channels * input_size * input_size
@@ -217,7 +244,7 @@ def load_folder_data(root: str | Path, input_size: int, in_channels: int = 3, *,
     done = 0
     for part, classes in parts.items():
         decoded[part] = {}
-        for name, files in classes.items():
+        for class_name, files in classes.items():
             crops: list[Image.Image] = []
             for path in files:
                 rel = str(path.relative_to(root))
@@ -236,12 +263,12 @@ def load_folder_data(root: str | Path, input_size: int, in_channels: int = 3, *,
                 done += 1
                 if on_progress:
                     on_progress(done, total)
-            decoded[part][name] = crops
+            decoded[part][class_name] = crops
     readable = sum(len(c) for part in decoded.values() for c in part.values())
     if readable == 0:
         if largest_small:
-            check_fill(largest_small, input_size, f"the images of '{root}' (shorter sides up to {largest_small} px)")
-        raise DataError(f"none of the {total} images in '{root}' could be read (first: {skipped[0][1]})")
+            check_fill(largest_small, input_size, f"the images of '{label}' (shorter sides up to {largest_small} px)")
+        raise DataError(f"none of the {total} images in '{label}' could be read (first: {skipped[0][1]})")
     notes: list[str] = []
     if skipped:
         notes.append(f"skipped {len(skipped)} of {total} images (first: {skipped[0][1]})")
@@ -252,7 +279,7 @@ def load_folder_data(root: str | Path, input_size: int, in_channels: int = 3, *,
                      f"{', '.join(dropped)}")
     if len(train_classes) < 2:
         found = f"one class ('{train_classes[0]}')" if train_classes else "no class"
-        raise DataError(f"'{root}' has {found}: a classifier needs at least two class folders ({layout})")
+        raise DataError(f"'{label}' has {found}: a classifier needs at least two class folders ({layout})")
     index = {c: i for i, c in enumerate(train_classes)}
     if splits:
         extra = [c for c, crops in decoded["test"].items() if crops and c not in index]
@@ -271,7 +298,7 @@ def load_folder_data(root: str | Path, input_size: int, in_channels: int = 3, *,
         test_items = [items[i] for i in test_idx]
         split = f"fixed 80/20 split stratified by class, seed {SPLIT_SEED}"
     if not test_items:
-        raise DataError(f"'{root}' has too few images to hold out a test split (need 2 in a class)")
+        raise DataError(f"'{label}' has too few images to hold out a test split (need 2 in a class)")
     train_items, test_items = _limit(train_items, limit), _limit(test_items, limit)
     if limit:
         notes.append(f"limited to {limit} training and test images")
@@ -281,18 +308,144 @@ def load_folder_data(root: str | Path, input_size: int, in_channels: int = 3, *,
         return x, torch.tensor([y for _, y in items], dtype=torch.int64)
 
     (train_x, train_y), (test_x, test_y) = tensors(train_items), tensors(test_items)
-    return ImageData(str(root), tuple(train_classes), train_x, train_y, test_x, test_y, pre, split,
+    return ImageData(label, tuple(train_classes), train_x, train_y, test_x, test_y, pre, split,
                      tuple(skipped), tuple(notes))
 
 
 def load_data(source: str | Path, *, input_size: int, in_channels: int = 3, limit: int | None = None,
-              on_progress: ProgressFn | None = None) -> ImageData:
-    """``"digits"`` or an image folder, preprocessed for a spec with this input size and channel count."""
+              on_progress: ProgressFn | None = None, name: str | None = None) -> ImageData:
+    """``"digits"`` or an image folder, preprocessed for a spec with this input size and channel count
+    (``name``: what the folder is called in messages and records, see :func:`load_folder_data`)."""
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
     if str(source) == DIGITS:
         return load_digits_data(input_size, in_channels, limit=limit)
-    return load_folder_data(source, input_size, in_channels, limit=limit, on_progress=on_progress)
+    return load_folder_data(source, input_size, in_channels, limit=limit, on_progress=on_progress, name=name)
+
+
+# -- what the app may read: the data root and uploaded zips --------------------------------------
+
+def data_root() -> Path:
+    """The folder the app reads Lab data from (the ``data_root`` limit), symlinks resolved."""
+    return Path(str(limit("data_root"))).expanduser().resolve()
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path != root and path.is_relative_to(root)
+
+
+def root_folders() -> list[str]:
+    """The data root's subfolders (not hidden, not leading outside it), by name; [] without a root."""
+    root = data_root()
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return []
+    return [p.name for p in entries if not p.name.startswith(".") and _inside(p.resolve(), root) and p.is_dir()]
+
+
+def under_data_root(name: str) -> Path:
+    """The folder ``name`` (relative to the data root) resolved, symlinks included; a :class:`DataError`
+    when it leads outside the root, in the same words whether the outside path exists or not."""
+    root = data_root()
+    text = str(name).strip()
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    folder = (root / text).resolve() if text else root
+    if not _inside(folder, root):  # the same words for every outside path, existing or not
+        raise DataError("that folder is not under the data root: the app reads Lab data only from the data "
+                        "root's folders (or an uploaded zip)")
+    if not folder.is_dir():
+        raise DataError(f"no folder '{shown}' under the data root")
+    return folder
+
+
+@dataclass
+class UnpackedZip:
+    """An uploaded zip of images unpacked into a private temporary folder (removed by
+    ``folder.cleanup()`` or once this object is dropped). ``root`` is the folder to load, ``name`` the
+    zip's (sanitized) file name that messages and records use."""
+
+    name: str
+    digest: str
+    folder: TemporaryDir
+    root: Path
+
+    def cleanup(self) -> None:
+        self.folder.cleanup()
+
+
+def _hidden(parts: Sequence[str]) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def extract_zip(data: bytes, name: str, into: Path, *, max_bytes: int | None = None) -> Path:
+    """Unpack the images of an uploaded zip (``CLASS/IMAGE.png``, maybe under one top folder) into ``into``;
+    return the folder to load.
+
+    Refused with one line: a zip over ``max_bytes`` (the upload limit), one declaring more files than
+    ``zip_max_members`` or more bytes than ``zip_max_bytes`` once inflated, absolute or ``..`` names,
+    symlinks, encrypted members. Only image files are written (mode 0600); no member is inflated past
+    the size it declares.
+    """
+    what = f"'{safe_name(name)}'"
+    if max_bytes is not None and len(data) > max_bytes:
+        raise DataError(f"{what} is {mib(len(data))}, over the upload limit of {mib(max_bytes)}")
+    f = io.BytesIO(data)
+    try:
+        members = zip_members(f, what=what, max_members=int(limit("zip_max_members")))
+    except FilesError as exc:
+        raise DataError(str(exc)) from None
+    for info in members:
+        if is_symlink_member(info):
+            raise DataError(f"{what} holds a symlink ('{info.filename[:80]}'): symlinks are refused")
+        if info.flag_bits & 0x1:
+            raise DataError(f"{what} holds an encrypted file ('{info.filename[:80]}'): encrypted zips are refused")
+    check("zip_max_bytes", f"unpacking {what}", sum(info.file_size for info in members))
+    images = [info for info in members if not info.is_dir() and not _hidden(info.filename.split("/"))
+              and info.filename.rsplit(".", 1)[-1].lower() in EXTENSIONS]
+    if not images:
+        raise DataError(f"{what} holds no images (expected CLASS/IMAGE.png; extensions "
+                        f"{', '.join('.' + e for e in EXTENSIONS)})")
+    into = Path(into)
+    try:
+        with zipfile.ZipFile(f) as archive:
+            for info in images:
+                target = into.joinpath(*info.filename.split("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                try:
+                    out = os.open(target, flags, 0o600)
+                except FileExistsError:
+                    raise DataError(f"{what} holds '{info.filename[:80]}' twice") from None
+                left = info.file_size
+                with archive.open(info) as source, os.fdopen(out, "wb") as sink:
+                    while chunk := source.read(min(1 << 20, left + 1)):
+                        left -= len(chunk)
+                        if left < 0:  # zipfile stops at the declared size; never trust it alone
+                            raise DataError(f"{what} is damaged: '{info.filename[:80]}' is longer than it says")
+                        sink.write(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{what} cannot be unpacked: {first}") from None
+    top = [p for p in into.iterdir() if not p.name.startswith(".")]
+    if len(top) == 1 and top[0].is_dir() and any(p.is_dir() for p in top[0].iterdir()):
+        return top[0]  # pets.zip holding pets/cat, pets/dog
+    return into
+
+
+def unpack_zip(data: bytes, name: str, *, max_bytes: int | None = None) -> UnpackedZip:
+    """Unpack an uploaded zip into a new private temporary folder (see :func:`extract_zip`); folders
+    left by sessions that ended without cleaning up (untouched for a day) are removed first."""
+    remove_stale(ZIP_PREFIX)
+    folder = temporary_dir(ZIP_PREFIX)
+    try:
+        root = extract_zip(data, name, folder.path, max_bytes=max_bytes)
+    except BaseException:
+        folder.cleanup()
+        raise
+    return UnpackedZip(safe_name(name), hashlib.sha256(data).hexdigest(), folder, root)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -10,11 +10,13 @@ line and mean ± standard deviation (sample, ``ddof=1``) as a band. Variants are
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from explorer.errors import UsageError
+from explorer.files import atomic_write_bytes, atomic_write_text
 from explorer.lab.ablate import AblationError, AblationResult, SummaryRow, Variant, knob_text, make_variants
 from explorer.lab.figures import (
     COLOURS,
@@ -142,27 +144,29 @@ def write_tables(result: AblationResult, out_dir: str | Path) -> dict[str, Path]
     """Write ``ablation.json``, ``runs.csv`` (one row per run and epoch) and ``summary.csv``.
 
     Cheap enough to call after every run: ``run_ablation(..., on_run=lambda r: write_tables(r, out))``.
+    Each file is replaced whole (a run stopped while writing leaves the previous version).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     knobs = [k for k, _ in result.vary]
     paths = {key: out / FILES[key] for key in ("json", "runs", "summary")}
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=1))
+    atomic_write_text(paths["json"], json.dumps(result.to_dict(), indent=1), mode=None)
     fields = list(EpochStats.__dataclass_fields__)
-    with paths["runs"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["variant", *knobs, "seed", *fields])
-        for run in result.runs:
-            for h in run.history:
-                writer.writerow([run.variant, *(knob_text(run.knobs.get(k)) for k in knobs), run.seed,
-                                 *(getattr(h, name) for name in fields)])
-    with paths["summary"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        columns = [c for c in SummaryRow.__dataclass_fields__ if c not in ("variant", "knobs")]
-        writer.writerow(["variant", *knobs, *columns])
-        for row in result.summary():
-            writer.writerow([row.variant, *(knob_text(row.knobs.get(k)) for k in knobs),
-                             *(getattr(row, c) for c in columns)])
+    runs = io.StringIO(newline="")
+    writer = csv.writer(runs)
+    writer.writerow(["variant", *knobs, "seed", *fields])
+    for run in result.runs:
+        for h in run.history:
+            writer.writerow([run.variant, *(knob_text(run.knobs.get(k)) for k in knobs), run.seed,
+                             *(getattr(h, name) for name in fields)])
+    atomic_write_text(paths["runs"], runs.getvalue(), mode=None)
+    summary = io.StringIO(newline="")
+    writer = csv.writer(summary)
+    columns = [c for c in SummaryRow.__dataclass_fields__ if c not in ("variant", "knobs")]
+    writer.writerow(["variant", *knobs, *columns])
+    for row in result.summary():
+        writer.writerow([row.variant, *(knob_text(row.knobs.get(k)) for k in knobs),
+                         *(getattr(row, c) for c in columns)])
+    atomic_write_text(paths["summary"], summary.getvalue(), mode=None)
     return paths
 
 
@@ -174,17 +178,17 @@ def write_results(result: AblationResult, out_dir: str | Path, *, png: bool = Tr
     """
     paths = write_tables(result, out_dir)
     figure = ablation_figure(result, metrics)
-    paths["html"] = Path(out_dir) / FILES["html"]
-    figure.write_html(str(paths["html"]), include_plotlyjs="cdn")
+    paths["html"] = atomic_write_text(Path(out_dir) / FILES["html"], figure.to_html(include_plotlyjs="cdn"),
+                                      mode=None)
     notes: list[str] = []
     if png:
-        target = Path(out_dir) / FILES["png"]
         try:
-            figure.write_image(str(target), width=400 + 450 * len(metrics), height=560, scale=2)
-            paths["png"] = target
+            image = figure.to_image(format="png", width=400 + 450 * len(metrics), height=560, scale=2)
         except Exception as exc:  # noqa: BLE001 - kaleido fails in many ways without a browser
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             notes.append(f"no PNG written (plotly's image export failed: {first})")
+        else:
+            paths["png"] = atomic_write_bytes(Path(out_dir) / FILES["png"], image, mode=None)
     return paths, notes
 
 

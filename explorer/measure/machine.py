@@ -339,11 +339,10 @@ def _write_cache(entry: Ceilings) -> None:
     folder = cache_dir()
     data = _read_cache()
     data[_key(entry.device_name, entry.dtype)] = entry.to_dict()
+    from explorer.files import atomic_write_text
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".{CACHE_FILE}.{os.getpid()}"
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(temporary, folder / CACHE_FILE)
+        atomic_write_text(folder / CACHE_FILE, json.dumps(data, indent=2, sort_keys=True))
     except OSError:
         pass
 

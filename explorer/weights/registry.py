@@ -242,10 +242,8 @@ DIGITS_FILE = "mini_xception_digits.safetensors"
 
 def _shipped(file_name: str) -> WeightsEntry:
     """An entry for a checkpoint written by the lab: every fact comes from the file's own metadata."""
-    import json
-
     from explorer.spec import parse_spec
-    from explorer.weights.io import read_metadata
+    from explorer.weights.io import parse_classes, read_metadata
 
     meta = read_metadata(SHIPPED_DIR / file_name)
     spec = parse_spec(meta["spec"])
@@ -256,7 +254,7 @@ def _shipped(file_name: str) -> WeightsEntry:
         file_name=file_name,
         layout="explorer",
         preprocess=Preprocess.from_dict(meta["preprocess"]),
-        categories=tuple(json.loads(meta["classes"])),
+        categories=tuple(parse_classes(meta["classes"], f"'{file_name}'")),
         num_params=sum(_count(shape) for shape in _tensors(spec).values()),
         accuracy=(Accuracy(float(meta["test_accuracy"]) * 100, None,
                            f"measured on {meta.get('test_images', '?')} held-out images "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,10 @@ import streamlit as st
 
 from explorer.cost import count_costs
 from explorer.format import duration
+from explorer.jobs import Cancelled, heavy_slot, wait_message
 from explorer.lab import (
+    DIGITS,
+    AblationError,
     AblationResult,
     ImageData,
     TrainConfig,
@@ -23,16 +25,19 @@ from explorer.lab import (
     load_ablation,
     load_data,
     make_variants,
+    root_folders,
     run_ablation,
-    save_trained,
     train,
+    trained_bytes,
     training_figure,
+    under_data_root,
+    unpack_zip,
 )
 from explorer.lab.report import variant_phrase
 from explorer.lab.train import accuracy_lag_note, estimate_epoch_seconds
 from explorer.spec import KNOB_HELP, KNOBS, ExplorerError, Spec, SpecError, knob_applies, load_spec, parse_spec
 from explorer.spec.knobs import describe_knob
-from explorer.ui import session
+from explorer.ui import session, widgets
 
 SHIPPED = Path(__file__).resolve().parents[3] / "docs" / "ablation" / "ablation.json"
 QUICK_LIMIT = 200  # images per split for a quick check
@@ -89,14 +94,47 @@ def describe_data(data: ImageData) -> str:
             f"{len(data.classes):,} classes, {data.input_size}×{data.input_size} px ({data.split})")
 
 
-def cached_data(source: str, spec: Spec, limit: int | None) -> ImageData:
+DATA_KINDS = {"digits": "Digits (scikit-learn's 8×8)", "folder": "A folder under the data root",
+              "zip": "A zip of images (upload)"}
+ZIP_KEY = "lab_zip"  # the session's unpacked zip (an UnpackedZip): its folder goes when the session does
+
+
+def data_source(kind: str) -> tuple[str, Path | str, str | None] | None:
+    """What to load for the Data choice: (cache key, folder or ``digits``, the name records use), or None
+    when nothing is chosen yet. Folders come only from under the data root; a zip is unpacked into a
+    private temporary folder that replaces (and removes) the session's previous one."""
+    if kind == "digits":
+        return DIGITS, DIGITS, None
+    if kind == "folder":
+        folder = st.session_state.get("lab_data_folder")
+        return (f"folder:{folder}", under_data_root(folder), folder) if folder else None
+    upload = st.session_state.get("lab_data_zip")
+    unpacked = st.session_state.get(ZIP_KEY)
+    if upload is None:
+        return None
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    if unpacked is None or unpacked.digest != digest:
+        if unpacked is not None:
+            unpacked.cleanup()
+            st.session_state.pop(ZIP_KEY)
+        with st.spinner(f"Unpacking {upload.name}…"):
+            unpacked = unpack_zip(data, upload.name, max_bytes=int(st.get_option("server.maxUploadSize")) * 2**20)
+        st.session_state[ZIP_KEY] = unpacked
+    unpacked.folder.touch()
+    return f"zip:{digest}", unpacked.root, unpacked.name
+
+
+def cached_data(source: tuple[str, Path | str, str | None], spec: Spec, limit: int | None) -> ImageData:
     """The data for ``spec``, loaded once per session and setting (loading the digits takes a second or two)."""
-    key = (source, spec.input_size, spec.in_channels, limit)
+    name, folder, label = source
+    key = (name, spec.input_size, spec.in_channels, limit)
     store = st.session_state.setdefault("lab_data_cache", {})
     if key not in store:
-        with st.spinner(f"Loading {source} at {spec.input_size} px…"):
+        with st.spinner(f"Loading {label or name} at {spec.input_size} px…"):
             store.clear()  # one data set at a time: a folder can be large
-            store[key] = load_data(source, input_size=spec.input_size, in_channels=spec.in_channels, limit=limit)
+            store[key] = load_data(folder, input_size=spec.input_size, in_channels=spec.in_channels, limit=limit,
+                                   name=label)
     return store[key]
 
 
@@ -145,8 +183,23 @@ network = c1.selectbox("Network to train", list(choices), format_func=choices.ge
                             "shallow enough to train on a CPU. The sidebar's residual, separable, mid-activation and "
                             "segments knobs apply to it; its sizes (width, middle-flow blocks, input size, classes) "
                             "do not. The sidebar's own network, with all its knobs, may be too big to train here.")
-source = c2.text_input("Data", "digits", key="lab_data",
-                       help="'digits' (scikit-learn's 8×8 handwritten digits), or a folder of CLASS/IMAGE files.")
+kind = c2.selectbox("Data", list(DATA_KINDS), format_func=DATA_KINDS.get, key="lab_data_kind",
+                    help="scikit-learn's 8×8 handwritten digits; a folder of CLASS/IMAGE files under the server's "
+                         "data root; or a zip of such folders uploaded from your machine.")
+if kind == "folder":
+    folders = root_folders()
+    if folders:
+        st.selectbox("Folder (CLASS/IMAGE files, or train/ and test/ holding them)", folders, key="lab_data_folder")
+    else:
+        st.info("The data root has no folders yet: put image folders (CLASS/IMAGE.png) in it, then reload. It is "
+                "`data/` beside app.py unless EXPLORER_DATA_ROOT (or data_root under [limits] in explorer.toml) "
+                "names another folder.", icon="ℹ️")
+elif kind == "zip":
+    st.file_uploader("A zip of CLASS/IMAGE files (or of one folder holding them)", type=["zip"], key="lab_data_zip")
+if kind != "zip" or st.session_state.get("lab_data_zip") is None:
+    dropped = st.session_state.pop(ZIP_KEY, None)  # a zip no longer used: its folder goes now
+    if dropped is not None:
+        dropped.cleanup()
 
 changed_phrase = _and([describe_knob(k, v, short=True) for k, v in changed.items()]) if changed else ""
 if network == "mini" and not sidebar_is_mini:
@@ -191,20 +244,32 @@ limit = QUICK_LIMIT if quick else None
 data: ImageData | None = None
 per_epoch, how = 0.0, ""
 try:
-    data = cached_data(source, spec, limit)
-    per_epoch, how = epoch_seconds(spec, data, config)
+    source = data_source(kind)
+    if source is not None:
+        data = cached_data(source, spec, limit)
+        per_epoch, how = epoch_seconds(spec, data, config)
 except ExplorerError as exc:
     st.error(str(exc), icon="⚠️")
 else:
-    st.caption(f"{describe_data(data)}. About {duration(per_epoch)} per epoch here "
-               f"({how}{', on one CPU thread' if one_thread else ''}): "
-               f"{epochs:,} epoch{'s' if epochs != 1 else ''} ≈ {duration(per_epoch * epochs)}.")
+    if data is not None:
+        st.caption(f"{describe_data(data)}. About {duration(per_epoch)} per epoch here "
+                   f"({how}{', on one CPU thread' if one_thread else ''}): "
+                   f"{epochs:,} epoch{'s' if epochs != 1 else ''} ≈ {duration(per_epoch * epochs)}.")
+
 
 def run_or_report(work, bar, stop):
-    """Run ``work`` (a training or an ablation) under its progress bar and Stop button; the Stop button goes
-    when it ends. A user error empties the bar and is shown; then None."""
+    """Run ``work`` (a training or an ablation) under its progress bar and Stop button, once a place in the
+    server's line for heavy work is free (the bar says the place in line meanwhile; Stop leaves the line:
+    its click reruns the page, which ends this run at the bar's next update). The Stop button goes when it
+    ends. A user error empties the bar and is shown; then None."""
+    alive = widgets.session_watch()  # a closed tab leaves the line (None outside a served app)
     try:
-        return work()
+        with heavy_slot(cancelled=(lambda: not alive()) if alive else (lambda: False),
+                        on_wait=lambda position: bar.progress(0.0, text=wait_message(position))):
+            return work()
+    except Cancelled:
+        bar.empty()
+        return None
     except ExplorerError as exc:
         bar.empty()
         st.error(str(exc), icon="⚠️")
@@ -237,11 +302,11 @@ with train_tab:
             bar.progress(1.0, text=f"Done in {duration(result.history[-1].elapsed)}: "
                                    f"test accuracy {result.test_accuracy:.2%}")
             remember_speed(spec, data, config, result.history[-1].elapsed / len(result.history))
-            path = Path(tempfile.mkdtemp(prefix="explorer-lab-")) / f"{result.spec.name}.safetensors"
-            save_trained(path, result, data, command="trained in the app's Lab page")
             st.session_state["lab_last"] = {
                 "history": result.history, "epochs": config.epochs, "accuracy": result.test_accuracy,
-                "path": str(path), "notes": list(dict.fromkeys(result.notes)), "describe": describe_data(data),
+                "checkpoint": trained_bytes(result, data, command="trained in the app's Lab page"),
+                "file_name": f"{result.spec.name}.safetensors",
+                "notes": list(dict.fromkeys(result.notes)), "describe": describe_data(data),
                 "spec_yaml": result.spec.to_yaml(), "what": what,
                 "recalibrated": config.bn_recalibration > 0}
             chart.empty()
@@ -260,9 +325,8 @@ with train_tab:
             st.info(lag, icon="ℹ️")
         for note in last["notes"]:
             st.caption(f"Note: {note}")
-        st.download_button("Download the checkpoint (.safetensors, carries its spec)",
-                           Path(last["path"]).read_bytes(), file_name=Path(last["path"]).name,
-                           key="lab_download")
+        st.download_button("Download the checkpoint (.safetensors, carries its spec)", last["checkpoint"],
+                           file_name=last["file_name"], key="lab_download")
         st.caption("Load it on the Classify & Explain page (as a weights file) to classify with it.")
 
 
@@ -362,12 +426,16 @@ with saved_tab:
     upload = st.file_uploader("An ablation.json written by the lab", type=["json"], key="lab_upload")
     try:
         if upload is not None:
-            saved = AblationResult.from_dict(json.loads(upload.getvalue()))
+            try:
+                raw = json.loads(upload.getvalue())
+            except ValueError as exc:  # also bytes that are not UTF-8
+                raise AblationError(f"not an ablation result: '{upload.name}' is not JSON ({exc})") from None
+            saved = AblationResult.from_dict(raw)
             label = upload.name
         else:
             saved, label = load_ablation(SHIPPED), "The ablation measured for the README"
-    except (ExplorerError, ValueError, KeyError) as exc:
-        st.error(f"Not an ablation result: {exc}", icon="⚠️")
+    except ExplorerError as exc:
+        st.error(f"{str(exc)[:1].upper()}{str(exc)[1:]}", icon="⚠️")
     else:
         st.caption(f"{label}: {saved.spec_name} on {separated(saved.data)}"
                    + (f" — `{saved.command}`" if saved.command else ""))
