@@ -13,7 +13,7 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from explorer.errors import ExplorerError, for_flags
 from explorer.spec import dump_yaml, list_presets, load_spec
@@ -29,6 +29,7 @@ FLAGS: dict[str, str] = {"assignments": "--set", "vary": "--vary", "batch": "--b
 COMMANDS: dict[str, str] = {
     "presets": "explorer.cli",
     "show": "explorer.cli",
+    "limits": "explorer.cli",
     "costs": "explorer.cost.cli",
     "diff": "explorer.cost.cli",
     "whatif": "explorer.cost.cli",
@@ -60,18 +61,48 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(args: argparse.Namespace) -> int:
+    from explorer import resources
+
+    rows = []
+    for name, entry in resources.LIMITS.items():
+        value, source = resources.setting(name)
+        rows.append({"name": name, "value": value, "shown": entry.format(value), "from": source,
+                     "variable": entry.env, "bounds": entry.help})
+    if args.json:
+        print(json.dumps([{k: v for k, v in row.items() if k != "shown"} for row in rows], indent=2))
+        return 0
+    width = max(len(row["name"]) for row in rows)
+    shown = max(len(row["shown"]) for row in rows)
+    for row in rows:
+        print(f"{row['name']:{width}s}  {row['shown']:>{shown}s}  ({row['from']})  {row['bounds']}")
+    print(f"\nSet one with its variable (EXPLORER_<NAME>=...) or under [limits] in {resources.config_path()}.")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("presets", help="list the preset specs")
     p.set_defaults(handler=_presets)
+    p = sub.add_parser("limits", help="the resource limits now, where each comes from and what it bounds")
+    p.add_argument("--json", action="store_true", help="as JSON (values in bytes, counts, pixels)")
+    p.set_defaults(handler=_limits)
     p = sub.add_parser("show", help="print a spec with its overrides applied")
     add_spec_arguments(p)
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
     p.set_defaults(handler=_show)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument said as one line (``error: argument --seed: ...``), exit code 2,
+    like every other user error; ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser for ``argv``: with a known command, only that command's module is loaded."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m explorer",
         description="Xception Explorer: build, cost, draw, classify and explain depthwise separable networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

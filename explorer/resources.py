@@ -109,7 +109,8 @@ class Limit:
         if self.unit == "px":
             return f"{int(value):,} px"
         if self.unit == "count":
-            return f"{int(value):,} {self.noun}".rstrip()
+            noun = self.noun[:-1] if int(value) == 1 and self.noun.endswith("s") else self.noun
+            return f"{int(value):,} {noun}".rstrip()
         return str(value)
 
 
@@ -196,14 +197,20 @@ def _config_table() -> dict:
 
 def limit(name: str) -> int | str:
     """The value of one limit now: the environment, else the config file, else its default."""
+    return setting(name)[0]
+
+
+def setting(name: str) -> tuple[int | str, str]:
+    """A limit's value now and where it comes from: its variable (``EXPLORER_MAX_LAYERS``), the
+    config file (``explorer.toml``) or ``default``."""
     entry = LIMITS[name]
     raw = os.environ.get(entry.env)
     if raw is not None and raw.strip():
-        return parse_value(entry, raw, entry.env)
+        return parse_value(entry, raw, entry.env), entry.env
     table = _config_table()
     if name in table:
-        return parse_value(entry, table[name], f"{config_path()} [limits] {name}")
-    return entry.default() if callable(entry.default) else entry.default
+        return parse_value(entry, table[name], f"{config_path()} [limits] {name}"), str(config_path())
+    return (entry.default() if callable(entry.default) else entry.default), "default"
 
 
 def limits() -> dict[str, int | str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -137,3 +138,17 @@ def test_release_memory_returns_what_the_allocator_kept():
     held, kept, after, released = int(out[0]), int(out[1]), int(out[2]), out[3] == "True"
     assert kept > held - 100, "the allocator gave the memory back before being asked"
     assert released and after < kept - 300, (held, kept, after)
+
+
+def test_the_limits_command_says_each_value_and_where_it_comes_from(tmp_path):
+    (tmp_path / "explorer.toml").write_text("[limits]\nmax_layers = 321\n")
+    env = {**os.environ, "EXPLORER_HEAVY_JOBS": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "explorer", "limits"], capture_output=True, text=True, check=True,
+                         cwd=tmp_path, env=env).stdout
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "321 layers" in lines["max_layers"] and "(explorer.toml)" in lines["max_layers"]
+    assert "1 job " in lines["heavy_jobs"] and "(EXPLORER_HEAVY_JOBS)" in lines["heavy_jobs"]
+    assert "(default)" in lines["max_weight_bytes"] and set(lines) >= set(LIMITS)
+    rows = json.loads(subprocess.run([sys.executable, "-m", "explorer", "limits", "--json"], capture_output=True,
+                                     text=True, check=True, cwd=tmp_path, env=env).stdout)
+    assert {row["name"]: row["value"] for row in rows}["max_layers"] == 321
