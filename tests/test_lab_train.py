@@ -239,3 +239,25 @@ def test_training_on_one_thread_restores_the_threads_after(spec, data):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(module_threads)
+
+
+def test_training_over_the_activation_budget_is_refused_before_anything_is_built(spec, data, monkeypatch):
+    """One training step keeps every activation of its batch for the backward: the limit set between what
+    batch 8 and batch 16 keep lets the first train and refuses the second, naming the batch size."""
+    import importlib
+
+    from explorer.resources import BudgetError
+    from explorer.spec.budget import needs
+
+    fitted = spec.with_overrides(num_classes=10)
+    limit = needs(fitted, batch=8, training=True).activation_bytes
+    assert needs(fitted, batch=16, training=True).activation_bytes > limit
+    monkeypatch.setenv("EXPLORER_MAX_ACTIVATION_BYTES", str(limit))
+    built = []
+    lab_train = importlib.import_module("explorer.lab.train")  # the package's `train` is the function
+    monkeypatch.setattr(lab_train, "build_model", lambda *a, **k: built.append(a) or build_model(*a, **k))
+    with pytest.raises(BudgetError, match=r"training 'mini_xception'.*max_activation_bytes.*batch size") as info:
+        train(spec, data, TrainConfig(epochs=1, batch_size=16))
+    assert info.value.limit == "max_activation_bytes" and not built
+    result = train(spec, data, TrainConfig(epochs=1, batch_size=8))
+    assert built and len(result.history) == 1

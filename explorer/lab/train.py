@@ -25,7 +25,9 @@ from torch import nn
 from explorer.build import SpecNet, build_model
 from explorer.errors import ExplorerError
 from explorer.lab.data import DataError, ImageData, to_model_input
+from explorer.resources import BudgetError
 from explorer.spec import Spec
+from explorer.spec.budget import check_budget
 
 AUX_WEIGHT = 0.4
 
@@ -250,6 +252,7 @@ def estimate_epoch_seconds(spec: Spec, data: ImageData, config: TrainConfig = Tr
 
     config.check()
     spec, _ = fit_spec_to_data(spec, data)
+    check_training_budget(spec, min(config.batch_size, len(data.train_y)))
     device = resolve_device(config.device)
     model = build_model(spec, seed=config.seed).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -344,6 +347,17 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
 
 
+def check_training_budget(spec: Spec, batch: int) -> None:
+    """Refuse (:class:`~explorer.resources.BudgetError`) training whose one step would keep more activations
+    (with their gradients, the auxiliary head included) than ``max_activation_bytes``, before anything is built."""
+    try:
+        check_budget(spec, batch=batch, training=True, what=f"training '{spec.name}'")
+    except BudgetError as exc:
+        if exc.limit != "max_activation_bytes":
+            raise
+        raise BudgetError(exc.limit, f"{exc}; or lower the batch size (batch_size)") from None
+
+
 def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
           on_progress: ProgressFn | None = None, strict_classes: bool = False) -> TrainResult:
     """Train ``spec`` on ``data`` and return the network and its per-epoch curves.
@@ -358,6 +372,7 @@ def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,
     spec, notes = fit_spec_to_data(spec, data, strict=strict_classes)
     if len(data.train_y) < 2:
         raise DataError(f"at least two training images are needed, the data has {len(data.train_y)}")
+    check_training_budget(spec, min(config.batch_size, len(data.train_y)))
     device = resolve_device(config.device)
     model = build_model(spec, seed=config.seed).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
