@@ -223,17 +223,19 @@ def how_to_raise(name: str) -> str:
     return f"raise it with {LIMITS[name].env} or {name} under [limits] in {config_path()}"
 
 
-def over(name: str, what: str, need: int) -> BudgetError:
-    """The refusal of ``what`` needing ``need`` against limit ``name`` (call only when over it)."""
+def over(name: str, what: str, need: int, lower: str | None = None) -> BudgetError:
+    """The refusal of ``what`` needing ``need`` against limit ``name`` (call only when over it); ``lower``
+    names what the user may lower instead (``the batch size (batch_size)``)."""
     entry = LIMITS[name]
+    hint = f"; or lower {lower}" if lower else ""
     return BudgetError(name, f"{what} would need {entry.format(need)}, over the limit {name} = "
-                             f"{entry.format(limit(name))} ({how_to_raise(name)})")
+                             f"{entry.format(limit(name))} ({how_to_raise(name)}){hint}")
 
 
-def check(name: str, what: str, need: int) -> None:
-    """Raise :class:`BudgetError` when ``need`` is over the limit ``name``."""
+def check(name: str, what: str, need: int, lower: str | None = None) -> None:
+    """Raise :class:`BudgetError` when ``need`` is over the limit ``name`` (``lower``: see :func:`over`)."""
     if need > int(limit(name)):
-        raise over(name, what, need)
+        raise over(name, what, need, lower)
 
 
 # -- the allocator ---------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ from explorer.explain.safety import (
     prefers_channels_last,
     private_model,
 )
-from explorer.resources import BudgetError
 from explorer.spec import Spec
 from explorer.spec.budget import needs
 
@@ -143,10 +142,7 @@ def check_explain_budget(model: nn.Module, method: str | Method, options: dict[s
     activations = need.activation_bytes * int(h) * int(w) // spec.input_size**2  # at the input's own size
     what = f"{m.title} on '{spec.name}' at {batch} image{'s' if batch > 1 else ''} per pass" + \
         (", with gradients" if gradients else "")
-    try:
-        resources.check("max_activation_bytes", what, activations)
-    except BudgetError as exc:
-        raise BudgetError(exc.limit, f"{exc}; or lower {lower or 'the input size (input_size)'}") from None
+    resources.check("max_activation_bytes", what, activations, lower or "the input size (input_size)")
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,6 @@ from explorer.explain.options import resolve_options
 from explorer.explain.progress import ProgressFn
 from explorer.explain.safety import ReplicaPool
 from explorer.explain.views import to_map
-from explorer.resources import BudgetError
 
 LOWER, HIGHER = "lower", "higher"
 
@@ -698,11 +697,8 @@ def _check_budget(loaded: Any, batch: int, methods: Sequence[str], options: Mapp
     work: the batched forward passes (curves, infidelity) at ``batch``, and each method's maps."""
     from explorer.spec.budget import check_budget
 
-    try:
-        check_budget(loaded.spec, batch=batch, what=f"the scorecard's forward passes of '{loaded.spec.name}'",
-                     layers=loaded.layers)
-    except BudgetError as exc:
-        raise BudgetError(exc.limit, f"{exc}; or lower the images per forward pass (batch)") from None
+    check_budget(loaded.spec, batch=batch, what=f"the scorecard's forward passes of '{loaded.spec.name}'",
+                 lower="the images per forward pass (batch)", layers=loaded.layers)
     x = loaded.inputs([decoded[0].image])  # one image: the methods' "auto" options depend on it
     for name in methods:
         method = get_method(name)

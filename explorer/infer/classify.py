@@ -19,7 +19,6 @@ from explorer import resources
 from explorer.errors import UsageError
 from explorer.infer.device import ForwardResult, check_precision, resolve_device, run_model, with_cpu_fallback
 from explorer.infer.images import DecodedImage, ImageError, ImageSource, decode_image
-from explorer.resources import BudgetError
 from explorer.spec import Spec
 from explorer.spec.budget import check_budget
 from explorer.weights import LoadedModel, load_model
@@ -116,13 +115,9 @@ def check_classify_budget(loaded: LoadedModel, images: int, *, batch_size: int =
     resources.check("max_activation_bytes", f"the {images:,} preprocessed images",
                     images * spec.in_channels * spec.input_size**2 * 4)
     batch = max(1, min(int(batch_size), images))  # as run_model slices the batch
-    try:
-        check_budget(spec, batch=batch, dtype_bytes=4 if used == "fp32" else 2,
-                     what=f"classifying with '{spec.name}' ({used})", layers=loaded.layers)
-    except BudgetError as exc:
-        if batch == 1:
-            raise
-        raise BudgetError(exc.limit, f"{exc}; or lower the batch size (batch_size)") from None
+    check_budget(spec, batch=batch, dtype_bytes=4 if used == "fp32" else 2, layers=loaded.layers,
+                 what=f"classifying with '{spec.name}' ({used})",
+                 lower="the batch size (batch_size)" if batch > 1 else None)
 
 
 def predict(loaded: LoadedModel, x: torch.Tensor, *, device: str | torch.device = "auto", precision: str = "fp32",

@@ -25,7 +25,6 @@ from torch import nn
 from explorer.build import SpecNet, build_model
 from explorer.errors import ExplorerError
 from explorer.lab.data import DataError, ImageData, to_model_input
-from explorer.resources import BudgetError
 from explorer.spec import Spec
 from explorer.spec.budget import check_budget
 
@@ -350,12 +349,7 @@ def _deterministic(device: torch.device) -> Iterator[None]:
 def check_training_budget(spec: Spec, batch: int) -> None:
     """Refuse (:class:`~explorer.resources.BudgetError`) training whose one step would keep more activations
     (with their gradients, the auxiliary head included) than ``max_activation_bytes``, before anything is built."""
-    try:
-        check_budget(spec, batch=batch, training=True, what=f"training '{spec.name}'")
-    except BudgetError as exc:
-        if exc.limit != "max_activation_bytes":
-            raise
-        raise BudgetError(exc.limit, f"{exc}; or lower the batch size (batch_size)") from None
+    check_budget(spec, batch=batch, training=True, what=f"training '{spec.name}'", lower="the batch size (batch_size)")
 
 
 def train(spec: Spec, data: ImageData, config: TrainConfig = TrainConfig(), *,

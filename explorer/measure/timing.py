@@ -46,7 +46,6 @@ from explorer.format import mib
 from explorer.infer.device import resolve_device
 from explorer.measure.machine import Ceilings, cached, check_dtype, device_id, dtype_name, free_bytes
 from explorer.measure.machine import ceilings as measure_ceilings
-from explorer.resources import BudgetError
 from explorer.spec import INPUT, Layer, Spec, kind_info
 from explorer.spec.budget import check_budget
 from explorer.weights.load import resolve_model_spec
@@ -490,10 +489,9 @@ def profile(spec: Spec | str, *, batch: int = 1, device: str = "auto", dtype: st
     report = count_costs(resolved, batch, name)
     nbytes = torch.empty((), dtype=torch_dtype).element_size()
     check_room(report, target, nbytes, fast)
-    try:  # and the limits: layers, weights, the activations of one forward at this batch
-        check_budget(resolved, batch=report.batch, dtype_bytes=nbytes, what=f"profiling '{resolved.name}'")
-    except BudgetError as exc:
-        raise BudgetError(exc.limit, f"{exc}; or lower the batch" if report.batch > 1 else str(exc)) from None
+    # and the limits: layers, weights, the activations of one forward at this batch
+    check_budget(resolved, batch=report.batch, dtype_bytes=nbytes, what=f"profiling '{resolved.name}'",
+                 lower="the batch" if report.batch > 1 else None)
     start = 0.0
     if ceilings is None:
         ceilings = cached(target, name)

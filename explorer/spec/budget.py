@@ -98,11 +98,12 @@ def needs(spec: Spec, *, batch: int = 1, dtype_bytes: int = 4, gradients: bool =
 
 
 def check_budget(spec: Spec, *, batch: int = 1, dtype_bytes: int = 4, gradients: bool = False,
-                 training: bool = False, what: str | None = None,
+                 training: bool = False, what: str | None = None, lower: str | None = None,
                  layers: Sequence[Layer] | None = None) -> Needs:
     """Refuse (:class:`~explorer.resources.BudgetError`) a pass of ``spec`` over the limits on layers,
     weights or activations; return its :class:`Needs` otherwise. ``what`` names the work in the
-    message (default: the network and its batch)."""
+    message (default: the network and its batch); ``lower`` what to lower when the activations are too
+    much (``the batch size (batch_size)``)."""
     layers = spec_layers(spec) if layers is None else layers
     need = needs(spec, batch=batch, dtype_bytes=dtype_bytes, gradients=gradients, training=training,
                  layers=layers)
@@ -110,5 +111,5 @@ def check_budget(spec: Spec, *, batch: int = 1, dtype_bytes: int = 4, gradients:
     resources.check("max_layers", name, need.layers)
     resources.check("max_weight_bytes", f"the weights of {name}", need.weight_bytes)
     at = f"at batch {batch}" + (", with gradients" if need.gradients else "")
-    resources.check("max_activation_bytes", f"{name} {at}", need.activation_bytes)
+    resources.check("max_activation_bytes", f"{name} {at}", need.activation_bytes, lower)
     return need

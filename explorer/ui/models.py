@@ -121,7 +121,7 @@ def _stamp(spec_yaml: str | None, weights: str) -> tuple:
     does not outlive its reason once the user has put the file in place."""
     if weights != "imagenet" or not spec_yaml:
         return ()
-    entry = _imagenet_entry(parse_spec(spec_yaml))
+    entry = _imagenet_entry(_spec(spec_yaml))
     if entry is None:
         return ()
     try:
