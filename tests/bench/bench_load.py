@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,41 +52,6 @@ def _paths() -> None:
 
 
 # -- the server and its memory -----------------------------------------------------------------------
-
-def start_server(log: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free loopback port, once it answers its health check."""
-    from browser import free_port
-
-    port = free_port()
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_server(proc)
-            raise RuntimeError(f"streamlit did not come up:\n{log_tail(log)}")
-        time.sleep(0.3)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(15)
-
 
 def log_tail(log: Path, chars: int = 4000) -> str:
     """The end of the server's log, without its routine lines (media requests, a fragment's late poll)."""
@@ -177,16 +140,12 @@ def _check_errors(page, session: Session, where: str) -> None:
         raise AssertionError(f"error box {where}: {found[0]}")
 
 
-def _sidebar(page):
-    return page.locator('[data-testid="stSidebar"]')
-
-
 def _goto(page, session: Session, title: str) -> None:
     """Open the page ``title`` from the sidebar, and wait until its own title shows: a click that lands
     while the previous page's last rerun is under way can be lost, so it is clicked again (and counted)."""
-    from browser import wait_idle, wait_run
+    from browser import sidebar, wait_idle, wait_run
 
-    link = _sidebar(page).get_by_role("link", name=title)
+    link = sidebar(page).get_by_role("link", name=title)
     for _ in range(5):
         wait_idle(page, LONG)
         link.click()
@@ -202,15 +161,6 @@ def _goto(page, session: Session, title: str) -> None:
             session.lost_clicks += 1
             say(f"{session.name}: {session.step}: the click on '{title}' did not open it; clicking again")
     raise AssertionError(f"the page '{title}' did not open after 5 clicks on its link")
-
-
-def _set_number(page, label: str, value: int) -> None:
-    from browser import wait_run
-
-    box = _sidebar(page).get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    wait_run(page, LONG)
 
 
 def _params(spec) -> str:
@@ -306,7 +256,9 @@ def _whose(shown: str, sessions: int, rounds: int) -> str:
 
 def _knobs_shown(page) -> dict:
     """The knob values the sidebar's widgets show."""
-    side = _sidebar(page)
+    from browser import sidebar
+
+    side = sidebar(page)
     mid = side.get_by_label("Activation between depthwise and pointwise", exact=True).input_value()
     return {"residual": side.get_by_role("switch", name="Residual connections").is_checked(),
             "middle_repeats": int(side.get_by_label("Middle-flow blocks", exact=True).input_value()),
@@ -316,7 +268,7 @@ def _knobs_shown(page) -> dict:
 def run_knobs(page, session: Session, rounds: int, sessions: int, url: str) -> None:
     """Knob session: each round its own knobs, the widgets showing them and the total being theirs, then a
     digit explained."""
-    from browser import wait_idle, wait_run
+    from browser import set_number, sidebar, wait_idle, wait_run
 
     from explorer.spec import load_spec
 
@@ -331,12 +283,12 @@ def run_knobs(page, session: Session, rounds: int, sessions: int, url: str) -> N
         if r:
             _goto(page, session, "Architecture")
         if want["residual"] != knobs["residual"]:
-            _sidebar(page).get_by_text("Residual connections").click()
+            sidebar(page).get_by_text("Residual connections").click()
             wait_run(page, LONG)
         if want["middle_repeats"] != knobs["middle_repeats"]:
-            _set_number(page, "Middle-flow blocks", want["middle_repeats"])
+            set_number(page, "Middle-flow blocks", want["middle_repeats"], LONG)
         if want["mid_activation"] != knobs["mid_activation"]:
-            _sidebar(page).get_by_label("Activation between depthwise and pointwise", exact=True).click()
+            sidebar(page).get_by_label("Activation between depthwise and pointwise", exact=True).click()
             page.get_by_role("option", name=MID[want["mid_activation"]], exact=True).click()
             wait_run(page, LONG)
         knobs = want
@@ -404,7 +356,7 @@ def _wait_heavy_run(page) -> None:
 def run_classes(page, session: Session, rounds: int, steps: int, url: str) -> None:
     """Classes session: on Classify & Explain with random weights, each step a new "Classes" value
     (a new Xception built and classified); its total checked on the Architecture page at the end."""
-    from browser import wait_idle, wait_run
+    from browser import sidebar, wait_idle, wait_run
     from playwright.sync_api import expect
 
     from explorer.spec import load_spec
@@ -423,7 +375,7 @@ def run_classes(page, session: Session, rounds: int, steps: int, url: str) -> No
         start, where = time.monotonic(), f"round {r + 1}"
         for _ in range(steps):
             session.step = f"{where}, {value:,} classes"
-            box = _sidebar(page).get_by_label("Classes", exact=True)
+            box = sidebar(page).get_by_label("Classes", exact=True)
             box.fill(str(value))
             box.press("Enter")
             _wait_heavy_run(page)
@@ -432,7 +384,7 @@ def run_classes(page, session: Session, rounds: int, steps: int, url: str) -> No
             # its line over its top-5 chart: "Sidebar network (Xception, edited) · random (seed 0) weights"
             page.get_by_text(re.compile(re.escape(SIDEBAR_NETWORK) + " · random.* weights")).first.wait_for()
             wait_idle(page, LONG)
-            expect(_sidebar(page).get_by_label("Classes", exact=True)).to_have_value(str(value))
+            expect(sidebar(page).get_by_label("Classes", exact=True)).to_have_value(str(value))
             _check_errors(page, session, f"{where}, {value:,} classes")
             say(f"{session.name}: classified with {value:,} classes")
             value -= 1
@@ -510,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     args.classes = min(args.classes, args.sessions)
     _paths()
     os.chdir(ROOT)  # the server's folder: the same explorer.toml, if any
-    from browser import CHROMIUM
+    from browser import CHROMIUM, start_app, stop_app
 
     from explorer.resources import LIMITS, limit
 
@@ -528,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     threads: list[threading.Thread] = []
     start_rss = end_rss = 0
     try:
-        proc, url = start_server(log)
+        proc, url = start_app(log, timeout=120)
         sampler = Sampler(proc.pid)
         start_rss = sampler.sample()
         sampler.start()
@@ -553,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         if sampler is not None:
             sampler.stop()
         if proc is not None:
-            stop_server(proc)
+            stop_app(proc)
         for t in threads:
             t.join(30)  # a session still running sees the server go and closes its browser
 

@@ -28,10 +28,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def start_app(log: Path, timeout: float = 90) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free loopback port, its output in ``log``; returns once it answers its
+    health check (RuntimeError with the log's end if it does not within ``timeout`` seconds)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -39,25 +39,39 @@ def app_url(tmp_path_factory):
              "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_app(proc)
+            raise RuntimeError(f"streamlit did not come up:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.3)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    try:
+        proc, url = start_app(tmp_path_factory.mktemp("streamlit") / "server.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +158,15 @@ def keep(page, tmp_path: Path, name: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, target)
     return shot
+
+
+def sidebar(page):
+    return page.locator('[data-testid="stSidebar"]')
+
+
+def set_number(page, label: str, value: int, timeout: float = 60_000, where=None) -> None:
+    """Type ``value`` into the number box ``label`` (in ``where``, default the sidebar) and wait for the run."""
+    box = (sidebar(page) if where is None else where).get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    wait_run(page, timeout)

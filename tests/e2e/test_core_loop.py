@@ -14,6 +14,7 @@ from browser import (  # noqa: F401 (fixtures)
     metric,
     needs_chromium,
     open_tab,
+    sidebar,
     wait_idle,
     wait_metric_changes,
     wait_run,
@@ -44,10 +45,6 @@ def page(app_url, browser):
     wait_idle(page)
     yield page
     context.close()
-
-
-def sidebar(page):
-    return page.locator('[data-testid="stSidebar"]')
 
 
 def assert_no_errors(page) -> None:

@@ -10,7 +10,18 @@ from __future__ import annotations
 import os
 
 import pytest
-from browser import app_url, browser, keep, metric, needs_chromium, open_tab, wait_idle, wait_run  # noqa: F401
+from browser import (  # noqa: F401 (fixtures)
+    app_url,
+    browser,
+    keep,
+    metric,
+    needs_chromium,
+    open_tab,
+    set_number,
+    sidebar,
+    wait_idle,
+    wait_run,
+)
 
 pytestmark = needs_chromium
 
@@ -37,17 +48,6 @@ def page(ceilings_cache, app_url, browser):  # noqa: F811 (the fixtures imported
     context.close()
 
 
-def sidebar(page):
-    return page.locator('[data-testid="stSidebar"]')
-
-
-def set_number(page, label: str, value: int) -> None:
-    box = sidebar(page).get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    wait_run(page, LONG)
-
-
 def assert_no_errors(page) -> None:
     wait_idle(page, LONG)
     for test_id in ("stException", "stAlertContentError"):
@@ -63,8 +63,8 @@ def roofline(page):
 def test_measure_a_small_xception_and_see_its_roofline(page, tmp_path):
     from playwright.sync_api import expect
 
-    set_number(page, "Middle-flow blocks", 1)
-    set_number(page, "Input size (px)", 64)
+    set_number(page, "Middle-flow blocks", 1, LONG)
+    set_number(page, "Input size (px)", 64, LONG)
     open_tab(page, "Measured")
     measure = page.get_by_role("button", name="Measure", exact=True)
     measure.wait_for(timeout=LONG)

@@ -7,7 +7,16 @@ Every wait is on a condition with a generous timeout; no sleep is an assertion.
 
 from __future__ import annotations
 
-from browser import app_url, browser, choose_digits, keep, needs_chromium, wait_idle, wait_run  # noqa: F401
+from browser import (  # noqa: F401 (fixtures)
+    app_url,
+    browser,
+    choose_digits,
+    keep,
+    needs_chromium,
+    set_number,
+    wait_idle,
+    wait_run,
+)
 
 pytestmark = needs_chromium
 
@@ -19,13 +28,6 @@ def assert_no_errors(page) -> None:
     for test_id in ("stException", "stAlertContentError"):
         found = page.locator(f'[data-testid="{test_id}"]')
         assert found.count() == 0, found.first.inner_text()
-
-
-def set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    wait_run(page, LONG)
 
 
 def scorecard_table(page):
@@ -44,9 +46,9 @@ def test_score_the_maps_of_the_digits_model_and_keep_the_card(app_url, browser, 
     expect(page.get_by_text("Press Score the maps")).to_be_visible(timeout=LONG)
     assert scorecard_table(page).count() == 0  # nothing ran by itself
     # the default methods, made light: few curve steps, noise draws and IG path points
-    set_number(page, "Curve steps", 5)
-    set_number(page, "Noise draws", 2)
-    set_number(page, "IG path points", 4)
+    set_number(page, "Curve steps", 5, LONG, where=page)
+    set_number(page, "Noise draws", 2, LONG, where=page)
+    set_number(page, "IG path points", 4, LONG, where=page)
     settings = page.locator('[data-testid="stCaptionContainer"]', has_text="Settings:")
     expect(settings).to_contain_text("1 image × 4 methods × 7 measures on Mini Xception (digits)")
     expect(settings).to_contain_text("5 steps")
@@ -80,7 +82,7 @@ def test_score_the_maps_of_the_digits_model_and_keep_the_card(app_url, browser, 
 
     # an unrelated change on the page (top classes) reruns it: the card stays, nothing is scored again
     page.get_by_text("Preprocessing and device").click()
-    set_number(page, "Top classes", 3)
+    set_number(page, "Top classes", 3, LONG, where=page)
     wait_idle(page, LONG)
     expect(scorecard_table(page)).to_have_count(1)
     assert scorecard_table(page).first.inner_text() == text
